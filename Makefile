@@ -1,0 +1,30 @@
+# ShardKV — the two entry points are `make run` and `make test`; each installs what a fresh
+# Debian machine lacks first.
+.PHONY: deps build test lint format run proto bench-raft clean
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	swift build
+
+# Zero warnings, lint clean, every test.
+test: deps
+	scripts/check-build.sh
+	scripts/lint.sh
+	swift test --skip-build
+
+lint:
+	scripts/lint.sh
+
+format:
+	swift format -i -r Package.swift $$(git ls-files -- "Sources/*.swift" "Tests/*.swift" | grep -v /Generated/)
+
+run: deps
+	scripts/run-local.sh
+
+proto:
+	scripts/gen-proto.sh
+
+clean:
+	rm -rf .build

@@ -1,0 +1,82 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+  name: "ShardKV",
+  platforms: [.macOS(.v14)],
+  products: [
+    .executable(name: "kvd", targets: ["kvd"]),
+    .executable(name: "kvctl", targets: ["kvctl"]),
+    .executable(name: "kvbench", targets: ["kvbench"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+    .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+    .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+  ],
+  targets: [
+    // C module maps over the system headers (librocksdb-dev, libzstd-dev).
+    .systemLibrary(
+      name: "CRocksDB",
+      pkgConfig: "rocksdb",
+      providers: [.apt(["librocksdb-dev"])]
+    ),
+    .systemLibrary(
+      name: "CZstd",
+      pkgConfig: "libzstd",
+      providers: [.apt(["libzstd-dev"])]
+    ),
+    .target(name: "Storage", dependencies: ["CRocksDB", "CZstd"]),
+    .target(
+      name: "Wire",
+      dependencies: [
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        .product(name: "Logging", package: "swift-log"),
+      ]
+    ),
+    .target(
+      name: "Raft",
+      dependencies: [
+        "Storage", "Wire",
+        .product(name: "Logging", package: "swift-log"),
+      ]
+    ),
+    .target(name: "ShardCtrler", dependencies: ["Raft"]),
+    .target(name: "ShardKV", dependencies: ["Raft", "ShardCtrler"]),
+    .target(name: "Router", dependencies: ["ShardKV", "ShardCtrler"]),
+    .executableTarget(
+      name: "kvd",
+      dependencies: [
+        "Router", "ShardKV", "ShardCtrler", "Raft", "Wire", "Storage",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      path: "Sources/Tools/kvd"
+    ),
+    .executableTarget(
+      name: "kvctl",
+      dependencies: [
+        "Router", "Wire",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ],
+      path: "Sources/Tools/kvctl"
+    ),
+    .executableTarget(
+      name: "kvbench",
+      dependencies: [
+        "Router", "Raft", "Storage", "Wire",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ],
+      path: "Sources/Tools/kvbench"
+    ),
+    .testTarget(name: "StorageTests", dependencies: ["Storage"]),
+    .testTarget(name: "WireTests", dependencies: ["Wire"]),
+    .testTarget(name: "RaftTests", dependencies: ["Raft"]),
+    .testTarget(name: "RaftRuntimeTests", dependencies: ["Raft", "Storage", "Wire"]),
+  ],
+  swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,562 @@
+import Logging
+import Storage
+
+/// Settings of a `RaftNode`.
+public struct RaftNodeOptions: Sendable {
+  /// One core tick. With the defaults a leader heartbeats every 100 ms, followers start an
+  /// election after 0.5–1 s of silence, and a peer silent for 1 s is reported unreachable:
+  /// a dead member shows in `dropped` within 2 s, a new leader is agreed well within 5 s.
+  public var tickInterval: Duration = .milliseconds(50)
+  public var raft = RaftConfig(electionTicks: 10, heartbeatTicks: 2, unreachableTicks: 20)
+  /// Compact the log once it holds more entries than this...
+  public var maxLogEntries = 10_000
+  /// ...keeping this many applied entries, so a briefly slow follower needs no snapshot.
+  public var retainedEntries = 1_000
+  /// Upper bound on one decompressed snapshot piece, as a guard against a hostile sender.
+  public var maxSnapshotPieceBytes = 64 << 20
+
+  public init() {}
+}
+
+/// Drives a `RaftCore` with a real clock, a `LogStorage`, a `StateMachine` and a
+/// `RaftTransport`.
+///
+/// For every Ready, in order: install a received snapshot; persist entries and hard state in
+/// one synced write; only then send the messages (they may promise what was just persisted);
+/// apply committed entries; release reads whose index is applied; advance the core. Blocking
+/// I/O runs on `IOQueue`, and the actor keeps stepping messages and taking proposals
+/// meanwhile, so many proposals share one fsync.
+public actor RaftNode {
+  public nonisolated let id: NodeID
+  private var core: RaftCore
+  private let storage: any LogStorage
+  private let stateMachine: any StateMachine
+  private let transport: any RaftTransport
+  private let options: RaftNodeOptions
+  private let logger: Logger
+  private let io: IOQueue
+  private let snapshotIO: IOQueue
+
+  private var tickTask: Task<Void, Never>?
+  private var processing = false
+  private var stopped = false
+
+  private struct Waiter {
+    var term: UInt64
+    var deadline: ContinuousClock.Instant
+    var continuation: CheckedContinuation<[UInt8], any Error>
+  }
+  /// Proposals by log index, resolved when that index is applied.
+  private var proposals: [UInt64: Waiter] = [:]
+  /// Reads by id, waiting for the leader to confirm a read index.
+  private var reads: [UInt64: Waiter] = [:]
+  /// Reads with a confirmed index, waiting for it to be applied.
+  private var confirmedReads: [(index: UInt64, waiter: Waiter)] = []
+  private var nextReadID: UInt64 = 0
+  private var applied: UInt64
+
+  private var outbox: [NodeID: [Message]] = [:]
+  private var flushing: Set<NodeID> = []
+  private static let maxOutboxMessages = 4096
+
+  private var outgoingSnapshots: Set<NodeID> = []
+  private struct IncomingSnapshot {
+    var nextSequence: UInt64
+    var pieces: [[UInt8]]
+  }
+  private var incomingSnapshots: [UInt64: IncomingSnapshot] = [:]
+  /// Received images waiting for the core to accept them, by transfer id.
+  private var stagedSnapshots: [UInt64: [[UInt8]]] = [:]
+
+  /// Opens a node on its storage. A node with nothing stored starts from `bootstrapVoters`
+  /// (all members of a new group use the same list; an empty list makes a standby that waits
+  /// for a leader to add it). A node with stored state resumes it and ignores the list.
+  public init(
+    id: NodeID, options: RaftNodeOptions = RaftNodeOptions(), storage: any LogStorage,
+    stateMachine: any StateMachine, transport: any RaftTransport, bootstrapVoters: [NodeID],
+    logger: Logger = Logger(label: "raft")
+  ) throws(RaftNodeError) {
+    self.id = id
+    self.options = options
+    self.storage = storage
+    self.stateMachine = stateMachine
+    self.transport = transport
+    var logger = logger
+    logger[metadataKey: "node"] = "\(id)"
+    self.logger = logger
+    self.io = IOQueue(label: "raft.io.\(id)")
+    self.snapshotIO = IOQueue(label: "raft.snapshot.\(id)")
+
+    let restored: RestoredState
+    do {
+      let applied = stateMachine.appliedIndex
+      if let stored = try storage.load() {
+        guard applied >= stored.snapshot.index else {
+          throw RaftNodeError.storage(
+            "state machine applied index \(applied) is behind the log's compaction point "
+              + "\(stored.snapshot.index)")
+        }
+        restored = RestoredState(
+          hardState: stored.hardState, snapshot: stored.snapshot, entries: stored.entries,
+          applied: applied)
+      } else {
+        restored = .bootstrap(voters: bootstrapVoters)
+        try storage.installSnapshot(restored.snapshot)
+      }
+    } catch let error as RaftNodeError {
+      throw error
+    } catch {
+      throw .storage("\(error)")
+    }
+    self.core = RaftCore(
+      id: id, config: options.raft, restored: restored, seed: UInt64.random(in: .min ... .max))
+    self.applied = restored.applied
+  }
+
+  /// Starts the clock.
+  public func start() {
+    guard tickTask == nil, !stopped else { return }
+    let interval = options.tickInterval
+    tickTask = Task {
+      while !Task.isCancelled {
+        try? await Task.sleep(for: interval)
+        self.tick()
+      }
+    }
+    logger.info(
+      "raft node started",
+      metadata: [
+        "term": "\(core.term)", "applied": "\(applied)",
+        "members": "\(core.membership.all.map(\.rawValue).joined(separator: ","))",
+      ])
+  }
+
+  /// Stops the clock and fails every waiting request with `.stopped`.
+  public func stop() {
+    guard !stopped else { return }
+    stopped = true
+    tickTask?.cancel()
+    tickTask = nil
+    failAll(.stopped)
+  }
+
+  // MARK: - Observing
+
+  public var status: RaftStatus { core.status }
+  public var leader: NodeID? { core.leader }
+  public var isLeader: Bool { core.role == .leader }
+  public var membership: Membership { core.membership }
+  public var appliedIndex: UInt64 { applied }
+  /// Members this node has not heard from for longer than the failure threshold.
+  public var unreachablePeers: [NodeID] { core.unreachablePeers }
+  /// The failure threshold, in wall time.
+  public nonisolated var unreachableAfter: Duration {
+    options.tickInterval * options.raft.unreachableTicks
+  }
+
+  // MARK: - Requests
+
+  /// Replicates `command` and returns the state machine's result for it.
+  public func propose(_ command: [UInt8], timeout: Duration) async throws(RaftNodeError) -> [UInt8] {
+    guard !stopped else { throw .stopped }
+    let index: UInt64
+    do {
+      index = try core.propose(command)
+    } catch {
+      throw RaftNodeError(error)
+    }
+    scheduleProcessing()
+    return try await waitForApply(index: index, term: core.term, timeout: timeout)
+  }
+
+  /// Returns once this node's state machine reflects every write committed before the call
+  /// (ReadIndex): reading local state afterwards is linearizable.
+  public func linearizableRead(timeout: Duration) async throws(RaftNodeError) {
+    guard !stopped else { throw .stopped }
+    nextReadID += 1
+    let readID = nextReadID
+    do {
+      try core.readIndex(context: BigEndian.bytes(readID))
+    } catch {
+      throw RaftNodeError(error)
+    }
+    scheduleProcessing()
+    let deadline = ContinuousClock.now + timeout
+    let term = core.term
+    do {
+      _ = try await withCheckedThrowingContinuation { continuation in
+        reads[readID] = Waiter(term: term, deadline: deadline, continuation: continuation)
+      }
+    } catch let error as RaftNodeError {
+      throw error
+    } catch {
+      throw .storage("\(error)")
+    }
+  }
+
+  /// Makes one membership change and waits until it is applied here.
+  public func changeMembership(
+    _ change: MembershipChange, timeout: Duration
+  )
+    async throws(RaftNodeError)
+  {
+    guard !stopped else { throw .stopped }
+    let index: UInt64
+    do {
+      index = try core.proposeMembershipChange(change)
+    } catch {
+      throw RaftNodeError(error)
+    }
+    logger.info("proposing membership change", metadata: ["change": "\(change)"])
+    scheduleProcessing()
+    _ = try await waitForApply(index: index, term: core.term, timeout: timeout)
+  }
+
+  /// Adds `peer` as a voter the safe way: as a learner first, promoted once its log has caught
+  /// up with the commit index (by snapshot if needed). Adding a voter again succeeds at once.
+  public func addMember(_ peer: NodeID, timeout: Duration) async throws(RaftNodeError) {
+    let deadline = ContinuousClock.now + timeout
+    while true {
+      guard !stopped else { throw .stopped }
+      guard core.role == .leader else { throw .notLeader(leader: core.leader) }
+      let members = core.membership
+      if members.isVoter(peer) { return }
+      if !members.isLearner(peer) {
+        try await retryingBusy(until: deadline) { () async throws(RaftNodeError) in
+          try await self.changeMembership(.addLearner(peer), timeout: deadline - .now)
+        }
+        continue
+      }
+      if let progress = core.progress(of: peer), progress.match >= core.commitIndex {
+        try await retryingBusy(until: deadline) { () async throws(RaftNodeError) in
+          try await self.changeMembership(.promote(peer), timeout: deadline - .now)
+        }
+        continue
+      }
+      try await pause(until: deadline)
+    }
+  }
+
+  /// Removes `peer` (voter or learner). Removing a non-member succeeds at once.
+  public func removeMember(_ peer: NodeID, timeout: Duration) async throws(RaftNodeError) {
+    let deadline = ContinuousClock.now + timeout
+    guard core.membership.contains(peer) else { return }
+    try await retryingBusy(until: deadline) { () async throws(RaftNodeError) in
+      try await self.changeMembership(.remove(peer), timeout: deadline - .now)
+    }
+  }
+
+  public func transferLeadership(to target: NodeID) throws(RaftNodeError) {
+    do {
+      try core.transferLeadership(to: target)
+    } catch {
+      throw RaftNodeError(error)
+    }
+    scheduleProcessing()
+  }
+
+  // MARK: - Network input
+
+  /// Steps messages that arrived from a peer.
+  public func receive(_ messages: [Message]) {
+    guard !stopped else { return }
+    for message in messages { core.step(message) }
+    scheduleProcessing()
+  }
+
+  /// Takes one chunk of a snapshot transfer; on the last one the core decides whether to
+  /// install the image.
+  public func receiveSnapshotChunk(_ chunk: SnapshotChunk) throws(RaftNodeError) {
+    guard !stopped else { throw .stopped }
+    guard chunk.to == id else { throw .badSnapshot("chunk addressed to \(chunk.to)") }
+    var transfer = incomingSnapshots[chunk.transferID] ?? IncomingSnapshot(nextSequence: 0, pieces: [])
+    guard chunk.sequence == transfer.nextSequence else {
+      incomingSnapshots[chunk.transferID] = nil
+      throw .badSnapshot("chunk \(chunk.sequence) arrived, expected \(transfer.nextSequence)")
+    }
+    let piece: [UInt8]
+    do {
+      piece = try Zstd.decompress(chunk.data, maxOutputSize: options.maxSnapshotPieceBytes)
+    } catch {
+      incomingSnapshots[chunk.transferID] = nil
+      throw .badSnapshot("\(error)")
+    }
+    if !piece.isEmpty { transfer.pieces.append(piece) }
+    transfer.nextSequence += 1
+    guard chunk.isLast else {
+      // Keep only a few transfers: an abandoned one is dropped when newer ones arrive.
+      if incomingSnapshots[chunk.transferID] == nil && incomingSnapshots.count >= 2,
+        let oldest = incomingSnapshots.keys.min()
+      {
+        incomingSnapshots[oldest] = nil
+      }
+      incomingSnapshots[chunk.transferID] = transfer
+      return
+    }
+    incomingSnapshots[chunk.transferID] = nil
+    guard let metadata = chunk.metadata else { throw .badSnapshot("last chunk without metadata") }
+    stagedSnapshots = [chunk.transferID: transfer.pieces]
+    var message = Message(kind: .snapshot, from: chunk.from, to: id, term: chunk.term)
+    message.snapshot = Snapshot(metadata: metadata, data: BigEndian.bytes(chunk.transferID))
+    core.step(message)
+    scheduleProcessing()
+  }
+
+  // MARK: - The loop
+
+  private func tick() {
+    guard !stopped else { return }
+    core.tick()
+    expireWaiters()
+    scheduleProcessing()
+  }
+
+  private func scheduleProcessing() {
+    guard !processing, !stopped, core.hasReady else { return }
+    processing = true
+    Task { await self.processReadies() }
+  }
+
+  private func processReadies() async {
+    while !stopped, let ready = core.ready() {
+      do {
+        try await handle(ready)
+        core.advance(ready)
+        try await compactIfNeeded()
+      } catch {
+        logger.critical("raft storage failed; stopping the node", metadata: ["error": "\(error)"])
+        stop()
+      }
+    }
+    processing = false
+  }
+
+  private func handle(_ ready: Ready) async throws {
+    if let change = ready.roleChange { noteRoleChange(change) }
+    let storage = self.storage
+    let stateMachine = self.stateMachine
+    if let snapshot = ready.snapshot {
+      guard let transferID = BigEndian.uint64(from: snapshot.data),
+        let pieces = stagedSnapshots.removeValue(forKey: transferID)
+      else {
+        throw RaftNodeError.badSnapshot("accepted snapshot has no staged image")
+      }
+      let metadata = snapshot.metadata
+      try await io.run {
+        try stateMachine.restore(metadata, from: pieces)
+        try storage.installSnapshot(metadata)
+      }
+      applied = metadata.index
+      logger.info("installed snapshot", metadata: ["index": "\(metadata.index)"])
+    }
+    if ready.hardState != nil || !ready.entries.isEmpty {
+      let hardState = ready.hardState
+      let entries = ready.entries
+      try await io.run { try storage.save(hardState: hardState, entries: entries, sync: true) }
+    }
+    for message in ready.messages { enqueue(message) }
+    if !ready.committedEntries.isEmpty {
+      let entries = ready.committedEntries
+      let results = try await io.run { try stateMachine.apply(entries) }
+      for (entry, result) in zip(entries, results) {
+        guard let waiter = proposals.removeValue(forKey: entry.index) else { continue }
+        if entry.term == waiter.term {
+          waiter.continuation.resume(returning: result)
+        } else {
+          waiter.continuation.resume(throwing: RaftNodeError.leadershipLost)
+        }
+      }
+      if let last = entries.last { applied = last.index }
+    }
+    for read in ready.readStates {
+      guard let readID = BigEndian.uint64(from: read.context),
+        let waiter = reads.removeValue(forKey: readID)
+      else { continue }
+      confirmedReads.append((read.index, waiter))
+    }
+    releaseAppliedReads()
+  }
+
+  private func releaseAppliedReads() {
+    confirmedReads.removeAll { read in
+      guard read.index <= applied else { return false }
+      read.waiter.continuation.resume(returning: [])
+      return true
+    }
+  }
+
+  private func noteRoleChange(_ change: Ready.RoleChange) {
+    switch change.role {
+    case .leader:
+      logger.info("became leader", metadata: ["term": "\(change.term)"])
+    case .follower:
+      logger.info(
+        "following", metadata: ["term": "\(change.term)", "leader": "\(change.leader?.rawValue ?? "none")"])
+    case .candidate, .preCandidate:
+      logger.debug("campaigning", metadata: ["term": "\(change.term)"])
+    }
+    // Requests started under the old role can no longer be confirmed by it; their callers
+    // retry (with the same session, so writes stay exactly-once).
+    if change.role != .leader {
+      for (_, waiter) in proposals { waiter.continuation.resume(throwing: RaftNodeError.leadershipLost) }
+      proposals.removeAll()
+    }
+    for (_, waiter) in reads { waiter.continuation.resume(throwing: RaftNodeError.leadershipLost) }
+    reads.removeAll()
+  }
+
+  private func compactIfNeeded() async throws {
+    let length = core.lastIndex + 1 - core.firstIndex
+    guard length > UInt64(options.maxLogEntries) else { return }
+    let target = applied > UInt64(options.retainedEntries) ? applied - UInt64(options.retainedEntries) : 0
+    guard target >= core.firstIndex, let metadata = core.snapshotMetadata(at: target) else { return }
+    let storage = self.storage
+    let stateMachine = self.stateMachine
+    try await io.run {
+      try stateMachine.sync()
+      try storage.compact(through: metadata)
+    }
+    core.compact(through: target)
+    logger.debug("compacted log", metadata: ["through": "\(target)"])
+  }
+
+  // MARK: - Sending
+
+  private func enqueue(_ message: Message) {
+    if message.kind == .snapshot {
+      startSnapshotTransfer(to: message.to, term: message.term)
+      return
+    }
+    var queue = outbox[message.to, default: []]
+    queue.append(message)
+    if queue.count > Self.maxOutboxMessages {
+      // A peer that cannot keep up loses its oldest messages; Raft retransmits what matters.
+      queue.removeFirst(queue.count - Self.maxOutboxMessages)
+    }
+    outbox[message.to] = queue
+    if !flushing.contains(message.to) {
+      flushing.insert(message.to)
+      let peer = message.to
+      Task { await self.flush(peer) }
+    }
+  }
+
+  /// Sends everything queued for `peer`, one batch per round trip, in order.
+  private func flush(_ peer: NodeID) async {
+    while !stopped, let batch = outbox[peer], !batch.isEmpty {
+      outbox[peer] = []
+      do {
+        try await transport.send(batch, to: peer)
+      } catch {
+        core.reportUnreachable(peer)
+        logger.trace("send failed", metadata: ["peer": "\(peer)", "error": "\(error)"])
+      }
+    }
+    flushing.remove(peer)
+  }
+
+  private func startSnapshotTransfer(to peer: NodeID, term: UInt64) {
+    guard !outgoingSnapshots.contains(peer) else { return }
+    outgoingSnapshots.insert(peer)
+    Task { await self.transferSnapshot(to: peer, term: term) }
+  }
+
+  private func transferSnapshot(to peer: NodeID, term: UInt64) async {
+    defer {
+      outgoingSnapshots.remove(peer)
+      scheduleProcessing()
+    }
+    do {
+      let stateMachine = self.stateMachine
+      let reader = try await io.run { try stateMachine.makeSnapshot() }
+      guard let metadata = core.snapshotMetadata(at: reader.index) else {
+        throw RaftNodeError.badSnapshot("no metadata for index \(reader.index)")
+      }
+      let transferID = UInt64.random(in: 1 ... .max)
+      var sequence: UInt64 = 0
+      while true {
+        let piece = try await snapshotIO.run { try reader.nextPiece() }
+        let data = try Zstd.compress(piece ?? [])
+        let isLast = piece == nil
+        let chunk = SnapshotChunk(
+          from: id, to: peer, term: term, transferID: transferID, sequence: sequence, data: data,
+          isLast: isLast, metadata: isLast ? metadata : nil)
+        try await transport.sendSnapshotChunk(chunk, to: peer)
+        if isLast { break }
+        sequence += 1
+      }
+      logger.info("sent snapshot", metadata: ["peer": "\(peer)", "index": "\(metadata.index)"])
+      core.reportSnapshot(to: peer, succeeded: true)
+    } catch {
+      logger.warning("snapshot transfer failed", metadata: ["peer": "\(peer)", "error": "\(error)"])
+      core.reportSnapshot(to: peer, succeeded: false)
+    }
+  }
+
+  // MARK: - Waiting
+
+  private func waitForApply(
+    index: UInt64, term: UInt64, timeout: Duration
+  )
+    async throws(RaftNodeError) -> [UInt8]
+  {
+    let deadline = ContinuousClock.now + timeout
+    do {
+      return try await withCheckedThrowingContinuation { continuation in
+        proposals[index] = Waiter(term: term, deadline: deadline, continuation: continuation)
+      }
+    } catch let error as RaftNodeError {
+      throw error
+    } catch {
+      throw .storage("\(error)")
+    }
+  }
+
+  private func expireWaiters() {
+    let now = ContinuousClock.now
+    for (index, waiter) in proposals where waiter.deadline <= now {
+      proposals[index] = nil
+      waiter.continuation.resume(throwing: RaftNodeError.timeout)
+    }
+    for (readID, waiter) in reads where waiter.deadline <= now {
+      reads[readID] = nil
+      waiter.continuation.resume(throwing: RaftNodeError.timeout)
+    }
+    confirmedReads.removeAll { read in
+      guard read.waiter.deadline <= now else { return false }
+      read.waiter.continuation.resume(throwing: RaftNodeError.timeout)
+      return true
+    }
+  }
+
+  private func failAll(_ error: RaftNodeError) {
+    for (_, waiter) in proposals { waiter.continuation.resume(throwing: error) }
+    for (_, waiter) in reads { waiter.continuation.resume(throwing: error) }
+    for read in confirmedReads { read.waiter.continuation.resume(throwing: error) }
+    proposals.removeAll()
+    reads.removeAll()
+    confirmedReads.removeAll()
+  }
+
+  private func pause(until deadline: ContinuousClock.Instant) async throws(RaftNodeError) {
+    guard ContinuousClock.now < deadline else { throw .timeout }
+    try? await Task.sleep(for: options.tickInterval)
+  }
+
+  /// Runs a membership step, waiting out "another change is pending" until the deadline.
+  private func retryingBusy(
+    until deadline: ContinuousClock.Instant,
+    _ body: () async throws(RaftNodeError) -> Void
+  ) async throws(RaftNodeError) {
+    while true {
+      do {
+        try await body()
+        return
+      } catch .rejected(.membershipChangePending), .rejected(.leaderNotReady) {
+        try await pause(until: deadline)
+      } catch .rejected(.alreadyMember) {
+        return
+      }
+    }
+  }
+}

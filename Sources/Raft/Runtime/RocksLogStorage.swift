@@ -1,0 +1,80 @@
+import Storage
+
+/// `LogStorage` on the node's RocksDB: column family `raft_log` maps a big-endian u64 index
+/// to an entry, so a key-order scan is a log-order scan and a suffix or prefix is one range
+/// delete; `raft_state` holds the hard state and the compaction point. Each operation is one
+/// atomic write batch, so a crash in the middle leaves the previous or the next state, both
+/// of which Raft accepts.
+public final class RocksLogStorage: LogStorage {
+  public static let columnFamilies = ["raft_log", "raft_state"]
+  private static let hardStateKey = Array("hard_state".utf8)
+  private static let compactionKey = Array("compaction".utf8)
+
+  private let db: RocksDB
+  private let logFamily: ColumnFamily
+  private let stateFamily: ColumnFamily
+
+  /// `db` must have been opened with `RocksLogStorage.columnFamilies` among its families.
+  public init(db: RocksDB) throws {
+    self.db = db
+    self.logFamily = try db.columnFamily("raft_log")
+    self.stateFamily = try db.columnFamily("raft_state")
+  }
+
+  public func load() throws -> StoredLog? {
+    let hardStateBytes = try db.get(Self.hardStateKey, in: stateFamily)
+    let compactionBytes = try db.get(Self.compactionKey, in: stateFamily)
+    var entries: [Entry] = []
+    for pair in try db.scan(logFamily, prefix: []) {
+      entries.append(try RaftCodec.deserializeEntry(pair.value))
+    }
+    if hardStateBytes == nil && compactionBytes == nil && entries.isEmpty { return nil }
+    let hardState = try hardStateBytes.map(RaftCodec.deserializeHardState) ?? HardState()
+    let snapshot =
+      try compactionBytes.map(RaftCodec.deserializeSnapshotMetadata)
+      ?? SnapshotMetadata(index: 0, term: 0, membership: Membership())
+    entries.removeAll { $0.index <= snapshot.index }
+    for (offset, entry) in entries.enumerated() where entry.index != snapshot.index + 1 + UInt64(offset) {
+      throw RaftCodecError.malformed("raft_log has a gap before index \(entry.index)")
+    }
+    return StoredLog(hardState: hardState, snapshot: snapshot, entries: entries)
+  }
+
+  public func save(hardState: HardState?, entries: [Entry], sync: Bool) throws {
+    var batch = WriteBatch()
+    if let hardState {
+      batch.put(key: Self.hardStateKey, value: try RaftCodec.serialize(hardState), in: stateFamily)
+    }
+    if let first = entries.first {
+      batch.deleteRange(from: BigEndian.bytes(first.index), to: Self.end, in: logFamily)
+      for entry in entries {
+        batch.put(key: BigEndian.bytes(entry.index), value: try RaftCodec.serialize(entry), in: logFamily)
+      }
+    }
+    try db.write(batch, sync: sync)
+  }
+
+  public func installSnapshot(_ metadata: SnapshotMetadata) throws {
+    var batch = WriteBatch()
+    batch.deleteRange(from: BigEndian.bytes(UInt64(0)), to: Self.end, in: logFamily)
+    batch.put(key: Self.compactionKey, value: try RaftCodec.serialize(metadata), in: stateFamily)
+    var hardState =
+      try db.get(Self.hardStateKey, in: stateFamily).map(RaftCodec.deserializeHardState) ?? HardState()
+    if hardState.commit < metadata.index {
+      hardState.commit = metadata.index
+      batch.put(key: Self.hardStateKey, value: try RaftCodec.serialize(hardState), in: stateFamily)
+    }
+    try db.write(batch, sync: true)
+  }
+
+  public func compact(through metadata: SnapshotMetadata) throws {
+    var batch = WriteBatch()
+    batch.deleteRange(
+      from: BigEndian.bytes(UInt64(0)), to: BigEndian.bytes(metadata.index + 1), in: logFamily)
+    batch.put(key: Self.compactionKey, value: try RaftCodec.serialize(metadata), in: stateFamily)
+    try db.write(batch, sync: true)
+  }
+
+  /// An exclusive upper bound above every index key.
+  private static let end: [UInt8] = Array(repeating: 0xFF, count: 9)
+}

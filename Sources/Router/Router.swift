@@ -1,0 +1,2 @@
+// The Router module; see DESIGN.md, "Modules".
+enum RouterModule {}

@@ -1,0 +1,2 @@
+// The ShardCtrler module; see DESIGN.md, "Modules".
+enum ShardCtrlerModule {}

@@ -1,0 +1,2 @@
+// The ShardKV module; see DESIGN.md, "Modules".
+enum ShardKVModule {}

@@ -1,0 +1,2 @@
+// The Wire module; see DESIGN.md, "Modules".
+enum WireModule {}

@@ -1,0 +1,7 @@
+import XCTest
+
+@testable import Raft
+
+final class RaftSmokeTests: XCTestCase {
+  func testModuleLinks() {}
+}

@@ -1,0 +1,7 @@
+import XCTest
+
+@testable import Wire
+
+final class WireSmokeTests: XCTestCase {
+  func testModuleLinks() {}
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian machine lacks to build and test ShardKV: the RocksDB and zstd
+# development packages (and pkg-config, which SwiftPM uses to find them). Does nothing when
+# they are present. Needs root (or sudo) only when something is missing.
+set -euo pipefail
+
+missing=()
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+if command -v pkg-config >/dev/null 2>&1; then
+  pkg-config --exists rocksdb || missing+=(librocksdb-dev)
+  pkg-config --exists libzstd || missing+=(libzstd-dev)
+else
+  missing+=(librocksdb-dev libzstd-dev)
+fi
+for extra in "$@"; do
+  dpkg -s "$extra" >/dev/null 2>&1 || missing+=("$extra")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+echo "install-deps: installing ${missing[*]}" >&2
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
