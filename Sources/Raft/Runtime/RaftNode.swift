@@ -324,8 +324,11 @@ public actor RaftNode {
         core.advance(ready)
         try await compactIfNeeded()
       } catch {
-        logger.critical("raft storage failed; stopping the node", metadata: ["error": "\(error)"])
-        stop()
+        // After stop() the owner may close the storage under in-flight work: not a failure.
+        if !stopped {
+          logger.critical("raft storage failed; stopping the node", metadata: ["error": "\(error)"])
+          stop()
+        }
       }
     }
     processing = false
@@ -397,9 +400,14 @@ public actor RaftNode {
     }
     // Requests started under the old role can no longer be confirmed by it; their callers
     // retry (with the same session, so writes stay exactly-once).
+    // Committed ones stay: they will be applied (a leader that removed itself steps down as
+    // soon as its removal commits, before applying it).
     if change.role != .leader {
-      for (_, waiter) in proposals { waiter.continuation.resume(throwing: RaftNodeError.leadershipLost) }
-      proposals.removeAll()
+      let committed = core.commitIndex
+      for (index, waiter) in proposals where index > committed {
+        proposals[index] = nil
+        waiter.continuation.resume(throwing: RaftNodeError.leadershipLost)
+      }
     }
     for (_, waiter) in reads { waiter.continuation.resume(throwing: RaftNodeError.leadershipLost) }
     reads.removeAll()

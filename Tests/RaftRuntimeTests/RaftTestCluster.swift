@@ -1,0 +1,153 @@
+import Foundation
+import Logging
+import Raft
+import Storage
+import Synchronization
+import Wire
+import XCTest
+
+/// Counts synced writes, to observe group commit.
+final class CountingLogStorage: LogStorage {
+  private let base: any LogStorage
+  private let counts = Mutex((saves: 0, entries: 0))
+
+  init(_ base: any LogStorage) { self.base = base }
+
+  var saves: Int { counts.withLock { $0.saves } }
+  var savedEntries: Int { counts.withLock { $0.entries } }
+
+  func load() throws -> StoredLog? { try base.load() }
+  func save(hardState: HardState?, entries: [Entry], sync: Bool) throws {
+    counts.withLock {
+      $0.saves += 1
+      $0.entries += entries.count
+    }
+    try base.save(hardState: hardState, entries: entries, sync: sync)
+  }
+  func installSnapshot(_ metadata: SnapshotMetadata) throws { try base.installSnapshot(metadata) }
+  func compact(through metadata: SnapshotMetadata) throws { try base.compact(through: metadata) }
+}
+
+/// Real `RaftNode`s on RocksDB in one process, over the fault-injecting in-memory network, in
+/// real time (fast ticks). A crash stops a node and closes its database; a restart reopens it.
+final class RaftTestCluster: @unchecked Sendable {
+  struct Member {
+    var node: RaftNode
+    var stateMachine: TestStateMachine
+    var storage: CountingLogStorage
+    var db: RocksDB
+    var listener: any TransportListener
+  }
+
+  let network: InMemoryNetwork
+  let ids: [NodeID]
+  let options: RaftNodeOptions
+  private let directory = TemporaryDirectory()
+  private(set) var members: [NodeID: Member] = [:]
+
+  init(size: Int, seed: UInt64 = 1, options: RaftNodeOptions? = nil) {
+    network = InMemoryNetwork(seed: seed)
+    ids = (1...size).map { NodeID("n\($0):7000") }
+    var defaults = RaftNodeOptions()
+    defaults.tickInterval = .milliseconds(10)
+    self.options = options ?? defaults
+  }
+
+  /// Starts every node of the group, bootstrapped with all of them as voters.
+  func startAll() async throws {
+    for id in ids { try await start(id, bootstrapVoters: ids) }
+  }
+
+  func start(_ id: NodeID, bootstrapVoters: [NodeID]) async throws {
+    let path = directory.path + "/" + id.rawValue.replacingOccurrences(of: ":", with: "_")
+    let db = try RocksDB(
+      path: path, columnFamilies: RocksLogStorage.columnFamilies + TestStateMachine.columnFamilies)
+    let stateMachine = try TestStateMachine(db: db)
+    let storage = CountingLogStorage(try RocksLogStorage(db: db))
+    let transport = network.transport(for: id.rawValue)
+    var logger = Logger(label: "test")
+    logger.logLevel = .error
+    let node = try RaftNode(
+      id: id, options: options, storage: storage, stateMachine: stateMachine,
+      transport: WireRaftTransport(transport: transport, messageTimeout: .milliseconds(200)),
+      bootstrapVoters: bootstrapVoters, logger: logger)
+    var handlers = RPCHandlers()
+    WireRaftTransport.register(node, in: &handlers)
+    let listener = try await transport.listen(on: id.rawValue, handlers: handlers)
+    await node.start()
+    members[id] = Member(
+      node: node, stateMachine: stateMachine, storage: storage, db: db, listener: listener)
+  }
+
+  /// Stops the node as a crash would: nothing it had not persisted survives.
+  func crash(_ id: NodeID) async {
+    guard let member = members.removeValue(forKey: id) else { return }
+    await member.node.stop()
+    await member.listener.close()
+    member.db.close()
+  }
+
+  func restart(_ id: NodeID) async throws {
+    try await start(id, bootstrapVoters: [])
+  }
+
+  func shutdown() async {
+    for id in members.keys.sorted() { await crash(id) }
+    directory.remove()
+  }
+
+  func node(_ id: NodeID) throws -> RaftNode { try XCTUnwrap(members[id]?.node) }
+
+  /// Waits until exactly one running member is leader and every running member agrees;
+  /// returns it.
+  func waitForLeader(timeout: Duration = .seconds(10)) async throws -> NodeID {
+    var found: NodeID?
+    try await waitUntil(timeout: timeout, "a single agreed leader") {
+      var leaders = Set<NodeID?>()
+      var claimed: [NodeID] = []
+      // A standby that no one has added yet knows no leader, and need not.
+      for (id, member) in self.members where await member.node.membership.contains(id) {
+        leaders.insert(await member.node.leader)
+        if await member.node.isLeader { claimed.append(id) }
+      }
+      guard claimed.count == 1, leaders == [claimed[0]] else { return false }
+      found = claimed[0]
+      return true
+    }
+    return try XCTUnwrap(found)
+  }
+
+  /// Proposes through whichever node leads, retrying on leader changes; returns the result.
+  func propose(_ command: [UInt8], timeout: Duration = .seconds(10)) async throws -> [UInt8] {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+      let leader = try node(try await waitForLeader(timeout: deadline - .now))
+      do {
+        return try await leader.propose(command, timeout: .seconds(2))
+      } catch .notLeader, .leadershipLost, .timeout {
+        continue
+      }
+    }
+    throw RaftNodeError.timeout
+  }
+
+  /// Polls `condition` every few milliseconds (real time: these are not simulation tests).
+  func waitUntil(
+    timeout: Duration = .seconds(10), _ what: String, _ condition: () async throws -> Bool
+  ) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+      if try await condition() { return }
+      try await Task.sleep(for: .milliseconds(10))
+    }
+    XCTFail("timed out waiting for \(what)")
+    throw RaftNodeError.timeout
+  }
+
+  /// Waits until every running node's state machine holds exactly `expected`.
+  func waitForCommands(_ expected: [[UInt8]], timeout: Duration = .seconds(15)) async throws {
+    try await waitUntil(timeout: timeout, "\(expected.count) commands applied everywhere") {
+      try self.members.values.allSatisfy { try $0.stateMachine.commands() == expected }
+    }
+  }
+}
