@@ -77,6 +77,7 @@ let package = Package(
     .testTarget(name: "WireTests", dependencies: ["Wire"]),
     .testTarget(name: "RaftTests", dependencies: ["Raft"]),
     .testTarget(name: "RaftRuntimeTests", dependencies: ["Raft", "Storage", "Wire"]),
+    .testTarget(name: "ShardKVTests", dependencies: ["ShardKV"]),
   ],
   swiftLanguageModes: [.v6]
 )

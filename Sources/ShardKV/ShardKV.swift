@@ -1,2 +1,0 @@
-// The ShardKV module; see DESIGN.md, "Modules".
-enum ShardKVModule {}
