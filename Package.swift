@@ -45,7 +45,13 @@ let package = Package(
       ]
     ),
     .target(name: "ShardCtrler", dependencies: ["Raft"]),
-    .target(name: "ShardKV", dependencies: ["Raft", "ShardCtrler"]),
+    .target(
+      name: "ShardKV",
+      dependencies: [
+        "Raft", "ShardCtrler", "Storage", "Wire",
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      ]
+    ),
     .target(name: "Router", dependencies: ["ShardKV", "ShardCtrler"]),
     .executableTarget(
       name: "kvd",
@@ -77,7 +83,7 @@ let package = Package(
     .testTarget(name: "WireTests", dependencies: ["Wire"]),
     .testTarget(name: "RaftTests", dependencies: ["Raft"]),
     .testTarget(name: "RaftRuntimeTests", dependencies: ["Raft", "Storage", "Wire"]),
-    .testTarget(name: "ShardKVTests", dependencies: ["ShardKV"]),
+    .testTarget(name: "ShardKVTests", dependencies: ["ShardKV", "Raft", "Storage", "Wire"]),
   ],
   swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,175 @@
+import Foundation
+import Raft
+import Storage
+import SwiftProtobuf
+import Wire
+import XCTest
+
+@testable import ShardKV
+
+final class KVStateMachineTests: XCTestCase {
+  private var path = ""
+  private var db: RocksDB?
+  private var index: UInt64 = 0
+
+  override func setUp() {
+    path = FileManager.default.temporaryDirectory.appendingPathComponent("kvsm-\(UUID().uuidString)").path
+    index = 0
+  }
+
+  override func tearDown() {
+    db?.close()
+    try? FileManager.default.removeItem(atPath: path)
+  }
+
+  private func open(
+    _ options: KVStateMachine.Options = .init(), at path: String? = nil
+  ) throws
+    -> KVStateMachine
+  {
+    db?.close()
+    let opened = try RocksDB(path: path ?? self.path, columnFamilies: KVStateMachine.columnFamilies)
+    db = opened
+    return try KVStateMachine(db: opened, options: options)
+  }
+
+  private func command(
+    _ op: Shardkv_KvOp, _ key: String, _ value: String = "", client: UInt64 = 0, sequence: UInt64 = 0,
+    stamp: UInt64 = 0
+  ) throws -> Entry {
+    var request = Shardkv_KvRequest()
+    request.op = op
+    request.key = Data(key.utf8)
+    request.value = Data(value.utf8)
+    request.clientID = client
+    request.sequence = sequence
+    var command = Shardkv_Group_Command()
+    command.request = request
+    command.stampMs = stamp
+    index += 1
+    return Entry(term: 1, index: index, payload: .command(try command.serializedBytes()))
+  }
+
+  @discardableResult
+  private func apply(_ sm: KVStateMachine, _ entries: Entry...) throws -> [Shardkv_KvReply] {
+    try sm.apply(entries).map { try Shardkv_KvReply(serializedBytes: $0) }
+  }
+
+  private func value(_ sm: KVStateMachine, _ key: String) throws -> String? {
+    try sm.localValue(for: Array(key.utf8)).map { String(decoding: $0, as: UTF8.self) }
+  }
+
+  func testPutAppendGetDelete() throws {
+    let sm = try open()
+    try apply(sm, try command(.put, "a", "1"), try command(.append, "a", "2"), try command(.append, "b", "x"))
+    XCTAssertEqual(try value(sm, "a"), "12")
+    XCTAssertEqual(try value(sm, "b"), "x", "append on a missing key acts as put")
+    let get = try apply(sm, try command(.get, "a"), try command(.get, "missing"))
+    XCTAssertEqual(get[0].error, .ok)
+    XCTAssertEqual(get[0].value, Data("12".utf8))
+    XCTAssertEqual(get[1].error, .noKey)
+    let deleted = try apply(sm, try command(.delete, "a"), try command(.delete, "never-there"))
+    XCTAssertEqual(deleted.map(\.error), [.ok, .ok])
+    XCTAssertNil(try value(sm, "a"))
+    XCTAssertEqual(sm.appliedIndex, index)
+  }
+
+  func testARetriedWriteExecutesOnceAndAnOlderOneNever() throws {
+    let sm = try open()
+    let first = try apply(sm, try command(.append, "k", "x", client: 7, sequence: 1))
+    let retry = try apply(sm, try command(.append, "k", "x", client: 7, sequence: 1))
+    XCTAssertEqual(first, retry)
+    XCTAssertEqual(try value(sm, "k"), "x")
+    try apply(sm, try command(.append, "k", "y", client: 7, sequence: 2))
+    try apply(sm, try command(.append, "k", "z", client: 7, sequence: 1))
+    XCTAssertEqual(try value(sm, "k"), "xy")
+    // Another client's sequence numbers are its own.
+    try apply(sm, try command(.append, "k", "w", client: 8, sequence: 1))
+    XCTAssertEqual(try value(sm, "k"), "xyw")
+  }
+
+  func testDuplicatesInsideOneBatchSeeEarlierWrites() throws {
+    let sm = try open()
+    try apply(
+      sm, try command(.append, "k", "a", client: 1, sequence: 1),
+      try command(.append, "k", "a", client: 1, sequence: 1), try command(.append, "k", "b"))
+    XCTAssertEqual(try value(sm, "k"), "ab")
+  }
+
+  func testBadInputGetsAClearErrorAndChangesNothing() throws {
+    let sm = try open(.init(limits: KVLimits(maxKeyBytes: 8, maxValueBytes: 4)))
+    let replies = try apply(
+      sm, try command(.put, "", "v"), try command(.put, "much-too-long", "v"),
+      try command(.put, "k", "12345"), try command(.unspecified, "k", "v"))
+    XCTAssertEqual(
+      replies.map(\.error), [.invalidArgument, .invalidArgument, .invalidArgument, .invalidArgument])
+    XCTAssertTrue(replies[0].message.contains("empty"), replies[0].message)
+    XCTAssertTrue(replies[2].message.contains("limit is 4"), replies[2].message)
+    XCTAssertNil(try value(sm, "k"))
+    index += 1
+    let garbage = try sm.apply([Entry(term: 1, index: index, payload: .command([0xFF, 0xFF]))])
+    XCTAssertEqual(try Shardkv_KvReply(serializedBytes: garbage[0]).error, .invalidArgument)
+    XCTAssertEqual(sm.appliedIndex, index, "a bad command still advances the applied index")
+  }
+
+  func testDataSessionsAndAppliedIndexSurviveReopening() throws {
+    var sm = try open()
+    try apply(
+      sm, try command(.put, "a", "1", client: 3, sequence: 5), Entry(term: 1, index: 2, payload: .noop))
+    index = 2
+    sm = try open()
+    XCTAssertEqual(sm.appliedIndex, 2)
+    XCTAssertEqual(try value(sm, "a"), "1")
+    try apply(sm, try command(.put, "a", "2", client: 3, sequence: 5))
+    XCTAssertEqual(try value(sm, "a"), "1", "the reopened session still deduplicates")
+  }
+
+  func testKeysAreStoredUnderTheirShard() throws {
+    let sm = try open()
+    try apply(sm, try command(.put, "user:{9}:name", "v"))
+    let db = try XCTUnwrap(self.db)
+    let rows = try db.scan(try db.columnFamily("kv"), prefix: [])
+    let shard = UInt32(sm.options.shardMap.shard(of: Array("9".utf8)))
+    XCTAssertEqual(rows.map(\.key), [BigEndian.bytes(shard) + Array("user:{9}:name".utf8)])
+  }
+
+  func testIdleSessionsExpireByLogTime() throws {
+    let sm = try open(.init(sessionTimeout: .seconds(10), sessionSweepInterval: 1))
+    try apply(sm, try command(.put, "a", "1", client: 1, sequence: 1, stamp: 1_000))
+    try apply(sm, try command(.put, "b", "1", client: 2, sequence: 1, stamp: 9_000))
+    XCTAssertEqual(sm.sessionCount, 2)
+    try apply(sm, try command(.put, "c", "1", client: 3, sequence: 1, stamp: 15_000))
+    XCTAssertEqual(sm.sessionCount, 2, "client 1, idle for 14 s, is dropped; 2 and 3 stay")
+    try apply(sm, try command(.put, "a", "2", client: 1, sequence: 1, stamp: 16_000))
+    XCTAssertEqual(try value(sm, "a"), "2", "an expired session starts over")
+  }
+
+  func testSnapshotRestoresDataSessionsAndIndexElsewhere() throws {
+    let source = try open()
+    for i in 0..<3_000 {
+      try apply(
+        source,
+        try command(.put, "key-\(i)", String(repeating: "v", count: 300), client: 1, sequence: UInt64(i + 1)))
+    }
+    let reader = try source.makeSnapshot()
+    var pieces: [[UInt8]] = []
+    while let piece = try reader.nextPiece() { pieces.append(piece) }
+    XCTAssertGreaterThan(pieces.count, 1, "a large image comes in several pieces")
+    XCTAssertEqual(reader.index, source.appliedIndex)
+    // Writes after the snapshot are not in it.
+    try apply(source, try command(.put, "late", "x"))
+
+    let otherPath = path + "-copy"
+    defer { try? FileManager.default.removeItem(atPath: otherPath) }
+    let target = try open(at: otherPath)
+    try apply(target, Entry(term: 1, index: 1, payload: .noop))
+    try target.restore(SnapshotMetadata(index: reader.index, term: 1, membership: Membership()), from: pieces)
+    XCTAssertEqual(target.appliedIndex, reader.index)
+    XCTAssertEqual(try value(target, "key-2999")?.count, 300)
+    XCTAssertNil(try value(target, "late"))
+    XCTAssertEqual(target.sessionCount, 1)
+    index = reader.index
+    try apply(target, try command(.put, "key-0", "changed", client: 1, sequence: 3_000))
+    XCTAssertEqual(try value(target, "key-0")?.count, 300, "the restored session deduplicates")
+  }
+}
