@@ -65,7 +65,9 @@ let package = Package(
     .executableTarget(
       name: "kvctl",
       dependencies: [
-        "Router", "Wire",
+        "Router", "ShardKV", "Wire",
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        .product(name: "Logging", package: "swift-log"),
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],
       path: "Sources/Tools/kvctl"
@@ -84,6 +86,9 @@ let package = Package(
     .testTarget(name: "RaftTests", dependencies: ["Raft"]),
     .testTarget(name: "RaftRuntimeTests", dependencies: ["Raft", "Storage", "Wire"]),
     .testTarget(name: "ShardKVTests", dependencies: ["ShardKV", "Raft", "Storage", "Wire"]),
+    // Real kvd processes on loopback, driven through kvctl; depends on the tools so that
+    // `swift build --build-tests` builds them.
+    .testTarget(name: "ProcessTests", dependencies: ["kvd", "kvctl"]),
   ],
   swiftLanguageModes: [.v6]
 )

@@ -149,6 +149,8 @@ public actor RaftNode {
   public var appliedIndex: UInt64 { applied }
   /// Members this node has not heard from for longer than the failure threshold.
   public var unreachablePeers: [NodeID] { core.unreachablePeers }
+  /// One core tick, in wall time.
+  public nonisolated var tickInterval: Duration { options.tickInterval }
   /// The failure threshold, in wall time.
   public nonisolated var unreachableAfter: Duration {
     options.tickInterval * options.raft.unreachableTicks

@@ -1,1 +1,212 @@
-print("kvctl: not yet implemented")
+import Foundation
+import Logging
+import ShardKV
+import SwiftProtobuf
+import Wire
+
+// kvctl: the operator's CLI. Output formats are a contract (the replicated-KVS lab's ctl-test
+// and its users parse them): change them only together with the tests that pin them.
+
+let usage = """
+  usage: kvctl -a ADDR [--timeout SECONDS] COMMAND [ARGS]
+
+  ADDR is a member's API address (HOST:PORT). Data commands, join and remove sent to a
+  follower are forwarded to its leader; leader, dropped, direct_get and status answer from
+  the node at ADDR itself.
+
+  commands:
+    put KEY VALUE      store VALUE under KEY; prints OK
+    append KEY VALUE   append VALUE to KEY's value (a missing key acts as put); prints OK
+    get KEY            prints "Key:<TAB>KEY" and "Value:<TAB>VALUE"; a missing key prints
+                       the value ERROR and exits 1
+    del KEY            delete KEY; prints OK (also for a missing key)
+    leader             the leader's peer address, as the node at ADDR knows it
+    dropped            "Dropped:<TAB>PEER" for each member the node at ADDR has not heard
+                       from for longer than the failure threshold
+    direct_get KEY     like get, from the node's own state without consensus
+    join PEER          add the standby node PEER; prints OK once it is a voting member
+                       that has caught up
+    remove PEER        remove the member PEER; prints OK
+    status [--json]    role, term, leader, commit and applied index, members and progress
+
+  options:
+    -a, --addr ADDR    the node to talk to (required)
+    --timeout SECONDS  give up after this long (default 10)
+    --json             machine-readable output (status)
+    -h, --help         this text
+  """
+
+struct Failure: Error {
+  var message: String
+  var status: Int32 = 1
+}
+
+struct Invocation {
+  var address: String?
+  var timeout: Duration = .seconds(10)
+  var json = false
+  var words: [String] = []
+
+  init(_ arguments: [String]) throws(Failure) {
+    var rest = arguments[...]
+    while let argument = rest.popFirst() {
+      switch argument {
+      case "-a", "--addr":
+        guard let value = rest.popFirst() else {
+          throw Failure(message: "\(argument) needs an address", status: 2)
+        }
+        address = value
+      case "--timeout":
+        guard let value = rest.popFirst(), let seconds = Double(value), seconds > 0 else {
+          throw Failure(message: "--timeout needs a positive number of seconds", status: 2)
+        }
+        timeout = .milliseconds(Int64(seconds * 1000))
+      case "--json":
+        json = true
+      case "-h", "--help":
+        words = ["help"]
+        return
+      default:
+        if argument.hasPrefix("-") && words.isEmpty {
+          throw Failure(message: "unknown option \(argument)", status: 2)
+        }
+        words.append(argument)
+      }
+    }
+  }
+}
+
+func arguments(_ words: [String], _ names: String...) throws(Failure) -> [String] {
+  let given = Array(words.dropFirst())
+  guard given.count == names.count else {
+    throw Failure(
+      message: "\(words[0]) takes \(names.isEmpty ? "no arguments" : names.joined(separator: " "))", status: 2
+    )
+  }
+  return given
+}
+
+func call<Reply: SwiftProtobuf.Message>(
+  _ transport: TCPTransport, _ address: String, _ method: String, _ request: some SwiftProtobuf.Message,
+  timeout: Duration, as: Reply.Type
+) async throws(Failure) -> Reply {
+  do {
+    let bytes = try await transport.call(
+      address, method: method, payload: try request.serializedBytes(), timeout: timeout)
+    return try Reply(serializedBytes: bytes)
+  } catch let error as RPCError {
+    throw Failure(message: "\(address): \(error)")
+  } catch {
+    throw Failure(message: "\(address): bad reply: \(error)")
+  }
+}
+
+func keyValueLines(_ key: String, _ value: [UInt8]?) -> String {
+  "Key:\t\(key)\nValue:\t\(value.map { String(decoding: $0, as: UTF8.self) } ?? "ERROR")"
+}
+
+func run(_ invocation: Invocation) async throws(Failure) -> Int32 {
+  guard let verb = invocation.words.first, verb != "help" else {
+    print(usage)
+    return invocation.words.isEmpty ? 2 : 0
+  }
+  guard let address = invocation.address else { throw Failure(message: "-a ADDR is required", status: 2) }
+  do {
+    _ = try PeerAddress(parsing: address)
+  } catch {
+    throw Failure(message: "-a: '\(address)' is not HOST:PORT", status: 2)
+  }
+  let transport = TCPTransport()
+  defer { Task { await transport.shutdown() } }
+  let words = invocation.words
+  let timeout = invocation.timeout
+  let clerk = KVClerk(servers: [address], transport: transport, deadline: timeout)
+  do {
+    switch verb {
+    case "put", "append":
+      let args = try arguments(words, "KEY", "VALUE")
+      if verb == "put" {
+        try await clerk.put(Array(args[0].utf8), Array(args[1].utf8))
+      } else {
+        try await clerk.append(Array(args[0].utf8), Array(args[1].utf8))
+      }
+      print("OK")
+    case "get":
+      let args = try arguments(words, "KEY")
+      let value = try await clerk.get(Array(args[0].utf8))
+      print(keyValueLines(args[0], value))
+      return value == nil ? 1 : 0
+    case "del", "delete":
+      let args = try arguments(words, "KEY")
+      try await clerk.delete(Array(args[0].utf8))
+      print("OK")
+    case "leader":
+      _ = try arguments(words)
+      let reply = try await call(
+        transport, address, KVMethod.leader, Shardkv_LeaderRequest(), timeout: timeout,
+        as: Shardkv_LeaderReply.self)
+      guard !reply.leader.isEmpty else {
+        throw Failure(message: "\(address) knows no leader (term \(reply.term))")
+      }
+      print(reply.leader)
+    case "dropped":
+      _ = try arguments(words)
+      let reply = try await call(
+        transport, address, KVMethod.dropped, Shardkv_DroppedRequest(), timeout: timeout,
+        as: Shardkv_DroppedReply.self)
+      for peer in reply.peers { print("Dropped:\t\(peer)") }
+    case "direct_get":
+      let args = try arguments(words, "KEY")
+      var request = Shardkv_DirectGetRequest()
+      request.key = Data(args[0].utf8)
+      let reply = try await call(
+        transport, address, KVMethod.directGet, request, timeout: timeout, as: Shardkv_DirectGetReply.self)
+      let value = reply.error == .ok ? [UInt8](reply.value) : nil
+      print(keyValueLines(args[0], value))
+      return value == nil ? 1 : 0
+    case "join", "remove":
+      let args = try arguments(words, "PEER")
+      var request = Shardkv_JoinRequest()
+      request.peer = args[0]
+      let reply = try await call(
+        transport, address, verb == "join" ? KVMethod.join : KVMethod.remove, request, timeout: timeout,
+        as: Shardkv_MembershipReply.self)
+      guard reply.error == .ok else {
+        throw Failure(
+          message: "\(verb) \(args[0]): \(reply.message.isEmpty ? "\(reply.error)" : reply.message)")
+      }
+      print("OK")
+    case "status":
+      _ = try arguments(words)
+      let reply = try await call(
+        transport, address, KVMethod.status, Shardkv_StatusRequest(), timeout: timeout,
+        as: Shardkv_StatusReply.self)
+      print(invocation.json ? StatusFormat.json(reply) : StatusFormat.table(reply))
+    default:
+      throw Failure(message: "unknown command '\(verb)'; see kvctl --help", status: 2)
+    }
+  } catch let error as KVClientError {
+    throw Failure(message: error.description)
+  } catch let error as Failure {
+    throw error
+  } catch {
+    throw Failure(message: "\(error)")
+  }
+  return 0
+}
+
+// stdout carries only the command's output; library diagnostics go to stderr, errors only.
+LoggingSystem.bootstrap { label in
+  var handler = StreamLogHandler.standardError(label: label)
+  handler.logLevel = .error
+  return handler
+}
+
+let status: Int32
+do {
+  status = try await run(try Invocation(Array(CommandLine.arguments.dropFirst())))
+} catch {
+  FileHandle.standardError.write(Data("kvctl: \(error.message)\n".utf8))
+  status = error.status
+}
+exit(status)

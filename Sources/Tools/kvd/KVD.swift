@@ -1,0 +1,228 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import Logging
+import Raft
+import ShardKV
+import Storage
+import Wire
+
+@main
+struct KVD: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "kvd",
+    abstract: "A ShardKV server: one member of a Raft-replicated key-value group.",
+    discussion: """
+      Every node has an API address (-a: clients and kvctl) and a peer address (-p: Raft \
+      traffic). A node is named by its peer address everywhere.
+
+        kvd -a API -p PEER --peers PEER1,PEER2,PEER3   one member of a static group
+        kvd -a API -p PEER -l                          a new group with this node alone
+        kvd -a API -c CLUSTER -l                       the same; the peer address is CLUSTER
+        kvd -a API -p PEER [-c CLUSTER]                a standby, until `kvctl join` adds it
+
+      A node with state in its data directory resumes it and ignores -l and --peers.
+      """)
+
+  @Option(name: [.customShort("a"), .customLong("api")], help: "API address HOST:PORT.")
+  var api: String
+
+  @Option(name: [.customShort("p"), .customLong("peer")], help: "Peer address HOST:PORT (default: -c's).")
+  var peer: String?
+
+  @Option(
+    name: [.customShort("c"), .customLong("cluster")],
+    help: "The cluster address; the peer address when -p is not given.")
+  var cluster: String?
+
+  @Flag(
+    name: [.customShort("l"), .customLong("leader")], help: "Bootstrap a new group with this node alone.")
+  var bootstrapAlone = false
+
+  @Option(help: "Bootstrap a static group with these peer addresses (comma-separated, this node included).")
+  var peers: String?
+
+  @Option(help: "Data directory (default: ./kvd-data/HOST_PORT of the peer address).")
+  var data: String?
+
+  @Option(help: "Leader heartbeat interval in milliseconds.")
+  var heartbeatMs = 100
+
+  @Option(help: "Minimum election timeout in milliseconds (randomized up to twice this).")
+  var electionMs = 500
+
+  @Option(help: "A member silent for longer than this many milliseconds is reported by `dropped`.")
+  var failureMs = 1000
+
+  @Option(help: "Largest key in bytes.")
+  var maxKeyBytes = 4096
+
+  @Option(help: "Largest value in bytes.")
+  var maxValueBytes = 1 << 20
+
+  @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+  var logLevel = "info"
+
+  private static let tickMs = 10
+
+  func validate() throws {
+    _ = try parsed(api, "-a")
+    guard peer != nil || cluster != nil else {
+      throw ValidationError("a peer address is needed: give -p PEER (or -c CLUSTER)")
+    }
+    _ = try parsed(peerAddress, "-p")
+    if bootstrapAlone && peers != nil { throw ValidationError("-l and --peers exclude each other") }
+    if let peers {
+      let list = peerList(peers)
+      guard !list.isEmpty else { throw ValidationError("--peers is empty") }
+      for address in list { _ = try parsed(address, "--peers") }
+      guard list.contains(peerAddress) else {
+        throw ValidationError("--peers must include this node's peer address \(peerAddress)")
+      }
+    }
+    guard heartbeatMs >= Self.tickMs, electionMs > heartbeatMs, failureMs >= heartbeatMs else {
+      throw ValidationError(
+        "need --heartbeat-ms ≥ \(Self.tickMs), --election-ms > --heartbeat-ms, --failure-ms ≥ --heartbeat-ms")
+    }
+    guard maxKeyBytes > 0, maxValueBytes >= 0 else { throw ValidationError("limits must be positive") }
+    guard Logger.Level(rawValue: logLevel) != nil else {
+      throw ValidationError("unknown --log-level \(logLevel)")
+    }
+  }
+
+  private var peerAddress: String { peer ?? cluster ?? "" }
+
+  private func peerList(_ text: String) -> [String] {
+    text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+  }
+
+  private func parsed(_ address: String, _ flag: String) throws -> PeerAddress {
+    do {
+      return try PeerAddress(parsing: address)
+    } catch {
+      throw ValidationError("\(flag): '\(address)' is not HOST:PORT")
+    }
+  }
+
+  func run() async throws {
+    let level = Logger.Level(rawValue: logLevel) ?? .info
+    LoggingSystem.bootstrap { label in
+      var handler = StreamLogHandler.standardError(label: label)
+      handler.logLevel = level
+      return handler
+    }
+    let logger = Logger(label: "kvd")
+    let id = NodeID(peerAddress)
+    let directory = data ?? "kvd-data/" + peerAddress.replacingOccurrences(of: ":", with: "_")
+
+    let db: RocksDB
+    do {
+      try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+      db = try RocksDB(
+        path: directory, columnFamilies: RocksLogStorage.columnFamilies + KVStateMachine.columnFamilies)
+    } catch {
+      Self.fail("cannot open the data directory \(directory): \(error)")
+    }
+
+    var options = RaftNodeOptions()
+    options.tickInterval = .milliseconds(Self.tickMs)
+    options.raft = RaftConfig(
+      electionTicks: electionMs / Self.tickMs, heartbeatTicks: heartbeatMs / Self.tickMs,
+      unreachableTicks: failureMs / Self.tickMs)
+    let voters: [NodeID]
+    if bootstrapAlone {
+      voters = [id]
+    } else if let peers {
+      voters = peerList(peers).map { NodeID($0) }
+    } else {
+      voters = []
+    }
+
+    let transport = TCPTransport()
+    let node: RaftNode
+    let stateMachine: KVStateMachine
+    do {
+      stateMachine = try KVStateMachine(
+        db: db,
+        options: .init(limits: KVLimits(maxKeyBytes: maxKeyBytes, maxValueBytes: maxValueBytes)))
+      node = try RaftNode(
+        id: id, options: options, storage: try RocksLogStorage(db: db), stateMachine: stateMachine,
+        transport: WireRaftTransport(transport: transport, messageTimeout: .milliseconds(electionMs)),
+        bootstrapVoters: voters, logger: logger)
+    } catch {
+      Self.fail("cannot start from \(directory): \(error)")
+    }
+
+    let server = KVGroupServer(node: node, stateMachine: stateMachine, peers: transport)
+    var peerHandlers = RPCHandlers()
+    WireRaftTransport.register(node, in: &peerHandlers)
+    server.registerForwardedMethods(in: &peerHandlers)
+    var apiHandlers = RPCHandlers()
+    server.registerClientMethods(in: &apiHandlers)
+
+    let listeners: [any TransportListener]
+    do {
+      let peerListener = try await transport.listen(on: peerAddress, handlers: peerHandlers)
+      let apiListener = try await transport.listen(on: api, handlers: apiHandlers)
+      listeners = [peerListener, apiListener]
+    } catch {
+      Self.fail("cannot listen: \(error)")
+    }
+    await node.start()
+    logger.info(
+      "kvd serving",
+      metadata: ["api": "\(api)", "peer": "\(peerAddress)", "data": "\(directory)"])
+
+    await Self.waitForTermination()
+    logger.info("kvd shutting down")
+    await node.stop()
+    for listener in listeners { await listener.close() }
+    await transport.shutdown()
+    db.close()
+  }
+
+  static func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("kvd: \(message)\n".utf8))
+    Foundation.exit(1)
+  }
+
+  /// Returns on SIGINT or SIGTERM.
+  static func waitForTermination() async {
+    signal(SIGINT, SIG_IGN)
+    signal(SIGTERM, SIG_IGN)
+    let queue = DispatchQueue(label: "kvd.signals")
+    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+      let once = SignalOnce(continuation)
+      for number in [SIGINT, SIGTERM] {
+        let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+        source.setEventHandler { once.fire() }
+        source.resume()
+        once.keep(source)
+      }
+    }
+  }
+}
+
+/// Resumes the waiting task on the first signal only, and keeps the signal sources alive.
+/// Every stored property is read and written only under `lock`.
+final class SignalOnce: @unchecked Sendable {
+  private let lock = NSLock()
+  private var continuation: CheckedContinuation<Void, Never>?
+  private var sources: [any DispatchSourceSignal] = []
+
+  init(_ continuation: CheckedContinuation<Void, Never>) { self.continuation = continuation }
+
+  func keep(_ source: any DispatchSourceSignal) {
+    lock.lock()
+    sources.append(source)
+    lock.unlock()
+  }
+
+  func fire() {
+    lock.lock()
+    let pending = continuation
+    continuation = nil
+    lock.unlock()
+    pending?.resume()
+  }
+}

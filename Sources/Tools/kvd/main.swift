@@ -1,1 +1,0 @@
-print("kvd: not yet implemented")
