@@ -730,9 +730,17 @@ public struct RaftCore: Sendable {
     guard var pr = progress[m.from] else { return }
     pr.recentActive = true
     pr.probeSent = false
+    // A full window may hold only lost appends: free one slot so that the append below goes
+    // out (etcd's FreeFirstOne), or the follower would never be sent anything again.
+    if pr.state == .replicate && pr.inflight.count >= config.maxInflightMessages {
+      pr.inflight.removeFirst()
+    }
     if m.readRound > pr.readAck { pr.readAck = m.readRound }
     progress[m.from] = pr
-    if pr.match < log.lastIndex { sendAppends(to: m.from) }
+    // Empty appends allowed: in the replicate state `next` is past everything sent, so when
+    // an append or its answer was lost only an (empty) append at `next` makes the follower
+    // report where it stands (accept, or reject and send it back to probing).
+    if pr.match < log.lastIndex { sendAppends(to: m.from, allowEmpty: true) }
     releaseConfirmedReads()
   }
 

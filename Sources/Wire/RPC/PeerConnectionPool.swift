@@ -53,12 +53,14 @@ final class PeerConnectionPool: Sendable {
     case fail(RPCError)
   }
 
-  init(peer: String, address: PeerAddress, configuration: RPCClient.Configuration, group: any EventLoopGroup) {
+  init(peer: String, address: PeerAddress, configuration: RPCClient.Configuration, group: any EventLoopGroup)
+  {
     self.peer = peer
     self.address = address
     self.configuration = configuration
     self.group = group
-    self.state = LockedValue(State(slots: Array(repeating: .idle, count: max(1, configuration.connectionsPerPeer))))
+    self.state = LockedValue(
+      State(slots: Array(repeating: .idle, count: max(1, configuration.connectionsPerPeer))))
   }
 
   /// A connection to the peer, opening one if needed and allowed.
@@ -110,7 +112,8 @@ final class PeerConnectionPool: Sendable {
       return connection
     case .connect(let slot, let promise):
       startConnecting(slot: slot, promise: promise)
-      return try await Self.wait(for: promise.futureResult, until: deadline, timeout: .timeout(peer: peer, method: method))
+      return try await Self.wait(
+        for: promise.futureResult, until: deadline, timeout: .timeout(peer: peer, method: method))
     case .wait(let future):
       return try await Self.wait(for: future, until: deadline, timeout: .timeout(peer: peer, method: method))
     }
@@ -152,7 +155,9 @@ final class PeerConnectionPool: Sendable {
       .whenComplete { [self] result in
         switch result {
         case .success(let channel):
-          connected(slot: slot, connection: RPCConnection(peer: peer, channel: channel, pending: pending), promise: promise)
+          connected(
+            slot: slot, connection: RPCConnection(peer: peer, channel: channel, pending: pending),
+            promise: promise)
         case .failure(let error):
           connectFailed(slot: slot, error: error, promise: promise)
         }
@@ -215,7 +220,11 @@ final class PeerConnectionPool: Sendable {
     let result = eventLoop.makePromise(of: RPCConnection.self)
     // Whoever flips `done` first completes `result`; the others do nothing.
     let done = LockedValue(false)
-    let claim: @Sendable () -> Bool = { done.withLock { done in defer { done = true }; return !done } }
+    let claim: @Sendable () -> Bool = {
+      done.withLock { done in
+        defer { done = true }; return !done
+      }
+    }
     let timer = eventLoop.scheduleTask(deadline: deadline) {
       if claim() { result.fail(timeout) }
     }

@@ -86,6 +86,9 @@ public final class RPCServer: Sendable {
     return server
   }
 
+  /// The number of requests whose handlers are running now.
+  public var activeRequestCount: Int { core.activeTaskCount }
+
   /// Stops accepting, closes every connection and cancels the handlers still running. Replies of
   /// cancelled handlers are never sent; their callers see the connection close. Idempotent.
   public func shutdown() async {
@@ -152,6 +155,10 @@ final class RPCServerCore: Sendable {
         self.state.withLock { _ = $0.tasks.removeValue(forKey: id) }
       }
     }
+  }
+
+  var activeTaskCount: Int {
+    state.withLock { $0.tasks.count }
   }
 
   /// Marks the server shut down and hands back what must be closed and cancelled.

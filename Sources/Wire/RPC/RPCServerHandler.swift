@@ -48,7 +48,8 @@ final class RPCServerHandler: ChannelInboundHandler {
       } catch RPCError.frameTooLarge(let size, let limit) {
         // The encoder refused the reply but the connection is intact: tell the caller why.
         let message = "reply to \(method) of \(size) bytes exceeds the frame limit of \(limit) bytes"
-        try? await channel.writeAndFlush(Shardkv_Envelope.error(id: id, code: .frameTooLarge, message: message))
+        try? await channel.writeAndFlush(
+          Shardkv_Envelope.error(id: id, code: .frameTooLarge, message: message))
       } catch {
         // The connection is gone; its caller learns that from the closed connection.
       }

@@ -20,7 +20,9 @@ public final class InMemoryTransport: Transport {
     return try await network.call(from: node, to: peer, method: method, payload: payload, timeout: timeout)
   }
 
-  public func listen(on address: String, handlers: RPCHandlers) async throws(RPCError) -> any TransportListener {
+  public func listen(
+    on address: String, handlers: RPCHandlers
+  ) async throws(RPCError) -> any TransportListener {
     guard !isShutdown.withLock({ $0 }) else { throw .shutdown }
     return try network.register(address: address, node: node, handlers: handlers)
   }

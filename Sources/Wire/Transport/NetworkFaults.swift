@@ -51,7 +51,9 @@ struct MessageFate: Sendable, Hashable {
       replyDropped: replyDropped, replyDelay: replyDelay)
   }
 
-  private static func uniform(_ range: ClosedRange<Duration>, using generator: inout SeededGenerator) -> Duration {
+  private static func uniform(
+    _ range: ClosedRange<Duration>, using generator: inout SeededGenerator
+  ) -> Duration {
     let lower = range.lowerBound.clampedNanoseconds
     let upper = range.upperBound.clampedNanoseconds
     guard upper > lower else { return .nanoseconds(lower) }

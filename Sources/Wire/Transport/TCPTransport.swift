@@ -23,10 +23,13 @@ public final class TCPTransport: Transport {
     try await client.call(peer, method: method, payload: payload, timeout: timeout)
   }
 
-  public func listen(on address: String, handlers: RPCHandlers) async throws(RPCError) -> any TransportListener {
+  public func listen(
+    on address: String, handlers: RPCHandlers
+  ) async throws(RPCError) -> any TransportListener {
     let parsed = try PeerAddress(parsing: address)
     let server = try await RPCServer.bind(
-      host: parsed.host, port: parsed.port, handlers: handlers, configuration: serverConfiguration, group: group)
+      host: parsed.host, port: parsed.port, handlers: handlers, configuration: serverConfiguration,
+      group: group)
     return TCPListener(server: server)
   }
 

@@ -13,7 +13,9 @@ public protocol Transport: Sendable {
   /// Calls `method` on the node listening at `peer` and returns its reply.
   ///
   /// - Throws: `RPCError`, see `RPCClient.call` for the cases.
-  func call(_ peer: String, method: String, payload: [UInt8], timeout: Duration) async throws(RPCError)
+  func call(
+    _ peer: String, method: String, payload: [UInt8], timeout: Duration
+  ) async throws(RPCError)
     -> [UInt8]
 
   /// Starts serving `handlers` at `address` (`host:port`; port 0 picks a free port where the
@@ -33,6 +35,7 @@ public protocol TransportListener: Sendable {
   /// The address callers use to reach this listener (with the actual port if 0 was asked).
   var address: String { get }
 
-  /// Stops serving. Calls that arrive later fail with `.unreachable`. Idempotent.
+  /// Stops serving. Calls that arrive later fail with `.unreachable` (over TCP, a call racing the
+  /// close may see `.connectionClosed` instead). Idempotent.
   func close() async
 }

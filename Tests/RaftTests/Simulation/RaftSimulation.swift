@@ -1,0 +1,582 @@
+import XCTest
+
+@testable import Raft
+
+/// A deterministic cluster of `RaftCore`s: simulated clock, network, disks and state machines,
+/// all driven by one seed, with Raft's safety invariants checked as it runs.
+///
+/// Time moves in steps. Each step ticks every live node once (in id order), then delivers the
+/// messages due at that step (in send order). After every input a node's Ready is processed
+/// at once and atomically: install the snapshot, persist entries and hard state, send, apply,
+/// release reads, advance.
+///
+/// Invariants: one leader per term; log matching (checked on every durable write: an entry
+/// with the same index and term always has the same payload and the same previous term, which
+/// by induction makes the prefixes equal); leader completeness (every entry known committed
+/// is in the log or snapshot of every leader of a term at least the term it was seen committed
+/// in); state machine safety (one command per applied index across all nodes and snapshots);
+/// durability (a restarted node's commit index never goes back and its committed prefix
+/// matches); hard state sanity (term never decreases, no second vote in a term).
+final class RaftSimulation {
+  let seed: UInt64
+  let replay: String
+  var config: RaftConfig
+  let network: SimNetwork
+  var rng: SimRandom
+  /// Compact a node's log through its applied index once it holds more entries than this.
+  var compactAbove: Int?
+
+  private(set) var nodes: [NodeID: SimNode] = [:]
+  /// Every node ever created, sorted.
+  private(set) var ids: [NodeID] = []
+  private(set) var now = 0
+  private(set) var failures: [String] = []
+  var halted: Bool { !failures.isEmpty }
+
+  // Invariant state.
+  private(set) var leaderOfTerm: [UInt64: NodeID] = [:]
+  private struct EntryKey: Hashable {
+    var index: UInt64
+    var term: UInt64
+  }
+  private var durableEntries: [EntryKey: (payload: EntryPayload, previousTerm: UInt64)] = [:]
+  /// Entries known committed: index → (entry term, the observer's term when first seen).
+  private(set) var committed: [UInt64: (term: UInt64, seenInTerm: UInt64)] = [:]
+  /// Entries applied anywhere, by index: the single payload allowed at that index.
+  private(set) var applied: [UInt64: EntryPayload] = [:]
+
+  // Client bookkeeping.
+  /// Commands proposed, with the index the leader gave them.
+  private(set) var proposed: [[UInt8]: UInt64] = [:]
+  /// Commands seen applied (so acknowledged to a client), with their index.
+  private(set) var acknowledged: [[UInt8]: UInt64] = [:]
+
+  // Statistics.
+  private(set) var appendRejections = 0
+  private(set) var snapshotsInstalled = 0
+
+  init(
+    seed: UInt64, voters: Int, standby: Int = 0, config: RaftConfig = .simulation,
+    network: NetworkOptions = .reliable, compactAbove: Int? = nil, replay: String
+  ) {
+    self.seed = seed
+    self.replay = replay
+    self.config = config
+    self.network = SimNetwork(options: network)
+    self.rng = SimRandom(seed: seed)
+    self.compactAbove = compactAbove
+    let voterIDs = (1...voters).map { NodeID("n\($0)") }
+    let standbyIDs = (0..<standby).map { NodeID("n\(voters + 1 + $0)") }
+    for id in voterIDs { addNode(id, bootstrapVoters: voterIDs) }
+    for id in standbyIDs { addNode(id, bootstrapVoters: []) }
+  }
+
+  // MARK: - Failures
+
+  /// Records a failure, naming the seed and how to replay it.
+  func fail(_ what: String, file: StaticString = #filePath, line: UInt = #line) {
+    failures.append(what)
+    guard failures.count <= 3 else { return }
+    XCTFail(
+      "seed \(seed) (step \(now)): \(what) — replay with RAFT_SIM_SEED=\(seed) swift test --filter \(replay)",
+      file: file, line: line)
+  }
+
+  func expect(
+    _ condition: @autoclosure () -> Bool, _ what: @autoclosure () -> String,
+    file: StaticString = #filePath, line: UInt = #line
+  ) {
+    if !condition() { fail(what(), file: file, line: line) }
+  }
+
+  // MARK: - Nodes
+
+  /// Creates a node (a voter of `bootstrapVoters`, or an empty standby when that is empty)
+  /// and starts it.
+  func addNode(_ id: NodeID, bootstrapVoters: [NodeID]) {
+    precondition(nodes[id] == nil)
+    nodes[id] = SimNode(id: id, bootstrapVoters: bootstrapVoters)
+    ids = nodes.keys.sorted()
+    start(id)
+  }
+
+  func node(_ id: NodeID) -> SimNode { nodes[id]! }
+  func core(_ id: NodeID) -> RaftCore? { nodes[id]?.core }
+  var liveIDs: [NodeID] { ids.filter { nodes[$0]!.isUp } }
+
+  private func start(_ id: NodeID) {
+    let node = nodes[id]!
+    precondition(node.core == nil)
+    let core = RaftCore(id: id, config: config, restored: node.restoredState, seed: rng.next())
+    node.core = core
+    if core.commitIndex < node.observedCommit {
+      fail("\(id) restarted with commit \(core.commitIndex) below its earlier \(node.observedCommit)")
+    }
+    if core.firstIndex <= core.commitIndex {
+      for entry in core.entries where entry.index <= core.commitIndex {
+        if let known = committed[entry.index], known.term != entry.term {
+          fail(
+            "\(id) restarted with committed entry \(entry.index) of term \(entry.term), expected \(known.term)"
+          )
+        }
+      }
+    }
+    process(id)
+  }
+
+  func crash(_ id: NodeID) {
+    guard let node = nodes[id], node.isUp else { return }
+    node.core = nil
+    node.crashes += 1
+    network.discard(involving: id)
+  }
+
+  func restart(_ id: NodeID) {
+    guard let node = nodes[id], !node.isUp else { return }
+    start(id)
+  }
+
+  func isolate(_ id: NodeID) { network.isolate(id) }
+  func reconnect(_ id: NodeID) { network.reconnect(id) }
+  func partition(_ groups: [[NodeID]]) { network.partition(groups) }
+
+  /// Ends every fault: partitions, isolation, crashes, an unreliable network.
+  func healAll(restartCrashed: Bool = true) {
+    network.healAll()
+    network.options = .reliable
+    if restartCrashed { for id in ids where !nodes[id]!.isUp { restart(id) } }
+  }
+
+  // MARK: - Running
+
+  func step() {
+    guard !halted else { return }
+    now += 1
+    for id in liveIDs {
+      nodes[id]!.core!.tick()
+      process(id)
+    }
+    for message in network.takeDue(now: now) {
+      deliver(message)
+    }
+    if let limit = compactAbove {
+      for id in liveIDs { compactIfNeeded(id, limit: limit) }
+    }
+    checkStepInvariants()
+  }
+
+  func run(_ steps: Int) {
+    for _ in 0..<steps where !halted { step() }
+  }
+
+  /// Steps until `condition` holds (checked before each step); false on timeout.
+  @discardableResult
+  func run(until condition: () -> Bool, maxSteps: Int) -> Bool {
+    for _ in 0..<maxSteps {
+      if halted { return false }
+      if condition() { return true }
+      step()
+    }
+    return condition()
+  }
+
+  private func deliver(_ message: Message) {
+    guard let target = nodes[message.to], target.isUp else {
+      if message.kind == .snapshot { reportSnapshot(message, succeeded: false) }
+      return
+    }
+    guard network.survives(message, rng: &rng) else {
+      if message.kind == .snapshot { reportSnapshot(message, succeeded: false) }
+      return
+    }
+    if message.kind == .appendResponse && message.reject { appendRejections += 1 }
+    target.core!.step(message)
+    process(message.to)
+    if message.kind == .snapshot { reportSnapshot(message, succeeded: true) }
+  }
+
+  /// Tells the sender how its snapshot transfer went, as a runtime's transport would.
+  private func reportSnapshot(_ message: Message, succeeded: Bool) {
+    guard let sender = nodes[message.from], sender.isUp else { return }
+    sender.core!.reportSnapshot(to: message.to, succeeded: succeeded)
+    process(message.from)
+  }
+
+  private func compactIfNeeded(_ id: NodeID, limit: Int) {
+    let node = nodes[id]!
+    guard let core = node.core, core.entries.count > limit else { return }
+    let index = core.appliedIndex
+    guard index > node.log.snapshot.index, let metadata = core.snapshotMetadata(at: index) else { return }
+    node.core!.compact(through: index)
+    node.log.compact(metadata)
+    expect(
+      node.core!.firstIndex == index + 1,
+      "\(id) compacted through \(index) but its first index is \(node.core!.firstIndex)")
+  }
+
+  // MARK: - The Ready protocol
+
+  /// Processes every Ready the node has, in the documented order.
+  func process(_ id: NodeID) {
+    let node = nodes[id]!
+    guard node.core != nil else { return }
+    while !halted, let ready = node.core!.ready() {
+      // 1. Snapshot.
+      if let snapshot = ready.snapshot { install(snapshot, on: node) }
+      // 2. Entries and hard state, in one write.
+      if !ready.entries.isEmpty { persist(ready.entries, on: node) }
+      if let hs = ready.hardState { persist(hs, on: node) }
+      // 3. Messages.
+      for var message in ready.messages {
+        expect(message.from == id, "\(id) sent a message from \(message.from)")
+        if message.kind == .snapshot, var snapshot = message.snapshot {
+          let index = snapshot.metadata.index
+          expect(
+            node.stateMachine.applied >= index,
+            "\(id) sends a snapshot at \(index) but has applied only \(node.stateMachine.applied)")
+          snapshot.data = node.stateMachine.image(through: index)
+          message.snapshot = snapshot
+        }
+        network.send(message, now: now, rng: &rng)
+      }
+      // 4. Apply.
+      for entry in ready.committedEntries { apply(entry, on: node) }
+      // 5. Reads.
+      for read in ready.readStates {
+        expect(
+          read.index <= node.core!.commitIndex,
+          "\(id) released a read at \(read.index) beyond its commit \(node.core!.commitIndex)")
+        node.readStates.append(read)
+      }
+      node.core!.advance(ready)
+    }
+    observeCommit(node)
+  }
+
+  private func install(_ snapshot: Snapshot, on node: SimNode) {
+    let meta = snapshot.metadata
+    guard let image = SnapshotImage.decode(snapshot.data) else {
+      return fail("\(node.id) got an undecodable snapshot at \(meta.index)")
+    }
+    var commands: [UInt64: [UInt8]] = [:]
+    for (index, bytes) in image {
+      expect(index <= meta.index, "snapshot at \(meta.index) holds command \(index)")
+      if let known = applied[index], known != .command(bytes) {
+        fail("snapshot at \(meta.index) holds \(bytes) at \(index), but \(known) was applied there")
+      }
+      commands[index] = bytes
+    }
+    for (index, payload) in applied where index <= meta.index {
+      if case .command(let bytes) = payload, commands[index] != bytes {
+        fail("snapshot at \(meta.index) lacks command \(index) applied elsewhere")
+      }
+    }
+    expect(
+      meta.index > node.stateMachine.applied,
+      "\(node.id) installs snapshot \(meta.index) at or below applied \(node.stateMachine.applied)")
+    node.stateMachine.commands = commands
+    node.stateMachine.applied = meta.index
+    node.log.install(meta)
+    snapshotsInstalled += 1
+    recordCommitted(index: meta.index, term: meta.term, seenInTerm: node.core!.term, by: node.id)
+  }
+
+  private func persist(_ entries: [Entry], on node: SimNode) {
+    let first = entries[0].index
+    if first <= node.log.hardState.commit, let old = node.log.entry(at: first), old != entries[0] {
+      fail("\(node.id) overwrites committed entry \(first)")
+    }
+    if let problem = node.log.persist(entries) { return fail("\(node.id): \(problem)") }
+    for entry in entries {
+      let previousTerm = node.log.term(at: entry.index - 1) ?? 0
+      let key = EntryKey(index: entry.index, term: entry.term)
+      if let known = durableEntries[key] {
+        if known.payload != entry.payload || known.previousTerm != previousTerm {
+          fail(
+            "log matching: \(node.id) stores (\(entry.index), term \(entry.term)) = \(entry.payload) after term \(previousTerm), another node has \(known.payload) after term \(known.previousTerm)"
+          )
+        }
+      } else {
+        durableEntries[key] = (entry.payload, previousTerm)
+      }
+    }
+  }
+
+  private func persist(_ hs: HardState, on node: SimNode) {
+    let old = node.log.hardState
+    expect(hs.term >= old.term, "\(node.id) term went back from \(old.term) to \(hs.term)")
+    if hs.term == old.term, let oldVote = old.vote {
+      expect(
+        hs.vote == oldVote,
+        "\(node.id) voted for \(oldVote) and then \(String(describing: hs.vote)) in term \(hs.term)")
+    }
+    expect(hs.commit >= old.commit, "\(node.id) commit went back from \(old.commit) to \(hs.commit)")
+    node.log.hardState = hs
+  }
+
+  private func apply(_ entry: Entry, on node: SimNode) {
+    let sm = node.stateMachine
+    guard entry.index == sm.applied + 1 else {
+      return fail("\(node.id) applies \(entry.index) after \(sm.applied)")
+    }
+    expect(
+      entry.index <= node.log.hardState.commit,
+      "\(node.id) applies \(entry.index) before persisting commit \(node.log.hardState.commit)")
+    if let known = applied[entry.index] {
+      if known != entry.payload {
+        fail(
+          "state machine safety: \(node.id) applies \(entry.payload) at \(entry.index), another node applied \(known)"
+        )
+      }
+    } else {
+      applied[entry.index] = entry.payload
+    }
+    if case .command(let bytes) = entry.payload {
+      node.stateMachine.commands[entry.index] = bytes
+      if acknowledged[bytes] == nil { acknowledged[bytes] = entry.index }
+    }
+    node.stateMachine.applied = entry.index
+  }
+
+  // MARK: - Invariants
+
+  /// Notes the entries the node now knows are committed, and checks them against leaders.
+  private func observeCommit(_ node: SimNode) {
+    guard let core = node.core else { return }
+    let commit = core.commitIndex
+    guard commit > node.observedCommit else { return }
+    let from = max(node.observedCommit + 1, core.firstIndex)
+    if from <= commit {
+      let base = core.firstIndex
+      let entries = core.entries
+      for index in from...commit {
+        let term = entries[Int(index - base)].term
+        recordCommitted(index: index, term: term, seenInTerm: core.term, by: node.id)
+      }
+    }
+    node.observedCommit = commit
+  }
+
+  private func recordCommitted(index: UInt64, term: UInt64, seenInTerm: UInt64, by id: NodeID) {
+    if let known = committed[index] {
+      if known.term != term {
+        fail("\(id) committed index \(index) with term \(term), but term \(known.term) was committed there")
+      }
+      return
+    }
+    committed[index] = (term, seenInTerm)
+    for leaderID in liveIDs {
+      guard let leader = nodes[leaderID]!.core, leader.role == .leader, leader.term >= seenInTerm
+      else { continue }
+      checkHas(leader, index: index, term: term)
+    }
+  }
+
+  private func checkHas(_ leader: RaftCore, index: UInt64, term: UInt64) {
+    if index < leader.firstIndex { return }  // Compacted: folded into its state machine.
+    if index == leader.firstIndex - 1 {
+      if leader.snapshotMetadata(at: index)?.term != term {
+        fail(
+          "leader completeness: \(leader.id) (term \(leader.term)) has a different compaction term at committed \(index)"
+        )
+      }
+      return
+    }
+    let entry = index <= leader.lastIndex ? leader.entries[Int(index - leader.firstIndex)] : nil
+    if entry?.term != term {
+      fail(
+        "leader completeness: leader \(leader.id) of term \(leader.term) lacks committed entry \(index) (term \(term))"
+      )
+    }
+  }
+
+  private func checkStepInvariants() {
+    for id in liveIDs {
+      let core = nodes[id]!.core!
+      guard core.role == .leader else { continue }
+      if let other = leaderOfTerm[core.term] {
+        if other != id { fail("two leaders in term \(core.term): \(other) and \(id)") }
+        continue
+      }
+      leaderOfTerm[core.term] = id
+      for (index, known) in committed.sorted(by: { $0.key < $1.key }) where known.seenInTerm <= core.term {
+        checkHas(core, index: index, term: known.term)
+      }
+    }
+  }
+
+  // MARK: - Clients
+
+  /// The live leader of the highest term, if any.
+  var leader: NodeID? {
+    liveIDs.filter { nodes[$0]!.core!.role == .leader }.max {
+      nodes[$0]!.core!.term < nodes[$1]!.core!.term
+    }
+  }
+
+  /// Runs until `candidates` (default: the live, connected nodes) have a leader, which is
+  /// then returned, or fails.
+  @discardableResult
+  func waitForLeader(
+    among candidates: [NodeID]? = nil, maxSteps: Int = 200, file: StaticString = #filePath,
+    line: UInt = #line
+  ) -> NodeID? {
+    var found: NodeID?
+    let ok = run(
+      until: {
+        let pool = candidates ?? liveIDs.filter { !network.isolated.contains($0) }
+        let leaders = pool.filter { nodes[$0]!.core?.role == .leader }
+        let top = pool.compactMap { nodes[$0]!.core?.term }.max() ?? 0
+        found = leaders.first { nodes[$0]!.core!.term == top }
+        return found != nil
+      }, maxSteps: maxSteps)
+    if !ok {
+      fail("no leader among \(candidates ?? liveIDs) within \(maxSteps) steps", file: file, line: line)
+      return nil
+    }
+    return found
+  }
+
+  /// Proposes `bytes` at `id` (default: the current leader); returns the index it got.
+  @discardableResult
+  func propose(_ bytes: [UInt8], at id: NodeID? = nil) -> UInt64? {
+    guard let target = id ?? leader, nodes[target]!.isUp else { return nil }
+    guard let index = try? nodes[target]!.core!.propose(bytes) else { return nil }
+    proposed[bytes] = index
+    process(target)
+    return index
+  }
+
+  /// How many live nodes have applied `index`, and the command there (nil for a non-command).
+  func nCommitted(_ index: UInt64) -> (count: Int, command: [UInt8]?) {
+    var count = 0
+    var command: [UInt8]?
+    for id in liveIDs where nodes[id]!.stateMachine.applied >= index {
+      count += 1
+      command = nodes[id]!.stateMachine.commands[index]
+    }
+    return (count, command)
+  }
+
+  /// The classic labs' `one()`: submits `bytes` to whichever node is leader until it is
+  /// applied at one index by at least `expected` live nodes. Returns that index, or fails.
+  @discardableResult
+  func one(
+    _ bytes: [UInt8], expected: Int, maxSteps: Int = 400, file: StaticString = #filePath,
+    line: UInt = #line
+  ) -> UInt64? {
+    let deadline = now + maxSteps
+    while now < deadline && !halted {
+      guard let index = propose(bytes) else {
+        step()
+        continue
+      }
+      let retryAt = min(deadline, now + 4 * config.electionTicks)
+      while now < retryAt && !halted {
+        let (count, cmd) = nCommitted(index)
+        if count >= expected && cmd == bytes { return index }
+        if count > 0 && cmd != bytes { break }  // Lost to another leader: resubmit.
+        step()
+      }
+    }
+    if !halted {
+      fail(
+        "\(String(decoding: bytes, as: UTF8.self)) did not reach \(expected) nodes within \(maxSteps) steps",
+        file: file, line: line)
+    }
+    return nil
+  }
+
+  /// Every acknowledged command is applied at its index by every node in `members`.
+  func checkAcknowledgedAppliedEverywhere(_ members: [NodeID]) {
+    for id in members {
+      let sm = nodes[id]!.stateMachine
+      for (bytes, index) in acknowledged.sorted(by: { $0.value < $1.value }) where sm.commands[index] != bytes
+      {
+        fail(
+          "\(id) (applied \(sm.applied)) lacks acknowledged \(String(decoding: bytes, as: UTF8.self)) at \(index)"
+        )
+        return
+      }
+    }
+  }
+
+  /// Heals every fault and checks that a leader appears and commits on every live member
+  /// within a bounded time, then that every member catches up.
+  func checkLiveness(tag: String, maxSteps: Int = 400, file: StaticString = #filePath, line: UInt = #line) {
+    healAll()
+    guard let leaderID = waitForLeader(maxSteps: maxSteps, file: file, line: line) else { return }
+    let members = nodes[leaderID]!.core!.membership
+    guard
+      one(command("liveness-\(tag)"), expected: members.quorum, maxSteps: maxSteps, file: file, line: line)
+        != nil
+    else { return }
+    let caughtUp = run(
+      until: {
+        guard let l = leader, let lc = nodes[l]!.core else { return false }
+        return lc.membership.all.allSatisfy { nodes[$0]!.stateMachine.applied >= lc.commitIndex }
+          && lc.appliedIndex == lc.commitIndex
+      }, maxSteps: maxSteps)
+    if !caughtUp {
+      let view = liveIDs.map { "\($0): applied \(nodes[$0]!.stateMachine.applied)" }
+      fail("members did not catch up after healing: \(view)", file: file, line: line)
+      return
+    }
+    if let l = leader { checkAcknowledgedAppliedEverywhere(nodes[l]!.core!.membership.all) }
+  }
+}
+
+extension RaftSimulation {
+  /// Has `id` ask for a linearizable read; false if the core refused at once.
+  @discardableResult
+  func readIndex(at id: NodeID, context: [UInt8]) -> Bool {
+    guard let node = nodes[id], node.isUp else { return false }
+    do {
+      try node.core!.readIndex(context: context)
+    } catch {
+      return false
+    }
+    process(id)
+    return true
+  }
+
+  /// The read `id` released for `context`, if any.
+  func releasedRead(at id: NodeID, context: [UInt8]) -> ReadState? {
+    nodes[id]?.readStates.first { $0.context == context }
+  }
+
+  /// Proposes `change` at whichever node leads until it is committed, proposing a command
+  /// every other step when `load` is set. Returns the index of the committed change entry.
+  @discardableResult
+  func changeMembership(
+    _ change: MembershipChange, load: String? = nil, maxSteps: Int = 400, file: StaticString = #filePath,
+    line: UInt = #line
+  ) -> UInt64? {
+    let deadline = now + maxSteps
+    var pending: (index: UInt64, term: UInt64)?
+    var counter = 0
+    while now < deadline && !halted {
+      if let load, now % 2 == 0 {
+        propose(command("\(load)-\(counter)"))
+        counter += 1
+      }
+      if let (index, term) = pending {
+        if let known = committed[index] {
+          if known.term == term { return index }
+          pending = nil  // Lost to another leader: propose again.
+        }
+      } else if let l = leader, nodes[l]!.isUp {
+        let term = nodes[l]!.core!.term
+        if let index = try? nodes[l]!.core!.proposeMembershipChange(change) {
+          pending = (index, term)
+          process(l)
+        }
+      }
+      step()
+    }
+    if !halted {
+      fail("membership change \(change) not committed within \(maxSteps) steps", file: file, line: line)
+    }
+    return nil
+  }
+}

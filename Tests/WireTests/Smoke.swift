@@ -1,7 +1,0 @@
-import XCTest
-
-@testable import Wire
-
-final class WireSmokeTests: XCTestCase {
-  func testModuleLinks() {}
-}
