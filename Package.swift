@@ -14,6 +14,7 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
     .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
     .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+    .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
   ],
   targets: [
     // C module maps over the system headers (librocksdb-dev, libzstd-dev).
@@ -42,9 +43,16 @@ let package = Package(
       dependencies: [
         "Storage", "Wire",
         .product(name: "Logging", package: "swift-log"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       ]
     ),
-    .target(name: "ShardCtrler", dependencies: ["Raft"]),
+    .target(
+      name: "ShardCtrler",
+      dependencies: [
+        "Raft", "Storage", "Wire",
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      ]
+    ),
     .target(
       name: "ShardKV",
       dependencies: [
@@ -65,7 +73,7 @@ let package = Package(
     .executableTarget(
       name: "kvctl",
       dependencies: [
-        "Router", "ShardKV", "Wire",
+        "Router", "ShardKV", "ShardCtrler", "Raft", "Wire",
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -75,9 +83,10 @@ let package = Package(
     .executableTarget(
       name: "kvbench",
       dependencies: [
-        "Router", "Raft", "Storage", "Wire",
+        "Router", "ShardKV", "Raft", "Storage", "Wire",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Histogram", package: "hdrhistogram-swift"),
       ],
       path: "Sources/Tools/kvbench"
     ),
@@ -85,6 +94,7 @@ let package = Package(
     .testTarget(name: "WireTests", dependencies: ["Wire"]),
     .testTarget(name: "RaftTests", dependencies: ["Raft"]),
     .testTarget(name: "RaftRuntimeTests", dependencies: ["Raft", "Storage", "Wire"]),
+    .testTarget(name: "ShardCtrlerTests", dependencies: ["ShardCtrler", "Raft", "Storage", "Wire"]),
     .testTarget(name: "ShardKVTests", dependencies: ["ShardKV", "Raft", "Storage", "Wire"]),
     // Real kvd processes on loopback, driven through kvctl; depends on the tools so that
     // `swift build --build-tests` builds them.

@@ -3,63 +3,49 @@ import Raft
 import SwiftProtobuf
 import Wire
 
-/// RPC method names of a KV group member. Client-facing methods are served on the API
-/// address; `forwarded*` ones on the peer address, where a follower hands a request to its
-/// leader (and they are never forwarded again, so a stale hint cannot make a loop).
+/// RPC method names of a KV group member (the node commands are `NodeMethod`'s). Client-facing
+/// methods are served on the API address; `forwarded*` ones on the peer address, where a
+/// follower hands a request to its leader (and they are never forwarded again, so a stale hint
+/// cannot make a loop).
 public enum KVMethod {
   public static let request = "kv.request"
-  public static let leader = "node.leader"
-  public static let dropped = "node.dropped"
   public static let directGet = "node.direct_get"
-  public static let status = "node.status"
-  public static let join = "node.join"
-  public static let remove = "node.remove"
 
   public static let forwardedRequest = "forwarded.kv.request"
-  public static let forwardedJoin = "forwarded.node.join"
-  public static let forwardedRemove = "forwarded.node.remove"
 }
 
 /// Serves one group member: client operations (writes through the Raft log, reads through
-/// ReadIndex), node commands for operators, and forwarding to the leader.
+/// ReadIndex), `direct_get`, the node commands every replica serves, and forwarding to the
+/// leader.
 public struct KVGroupServer: Sendable {
   public let node: RaftNode
   public let stateMachine: KVStateMachine
   /// Reaches other members at their peer addresses, to forward to the leader.
   public let peers: any Transport
   public var requestTimeout: Duration = .seconds(5)
-  public var membershipTimeout: Duration = .seconds(30)
+  /// `leader`, `dropped`, `status`, `join` and `remove`.
+  public var nodeCommands: NodeCommandService
 
   public init(node: RaftNode, stateMachine: KVStateMachine, peers: any Transport) {
     self.node = node
     self.stateMachine = stateMachine
     self.peers = peers
+    nodeCommands = NodeCommandService(node: node, peers: peers)
   }
 
   /// The methods of the API address.
   public func registerClientMethods(in handlers: inout RPCHandlers) {
     let server = self
     handlers.register(KVMethod.request) { try await server.handleRequest($0, forwarded: false) }
-    handlers.register(KVMethod.join) { try await server.handleMembership($0, join: true, forwarded: false) }
-    handlers.register(KVMethod.remove) {
-      try await server.handleMembership($0, join: false, forwarded: false)
-    }
-    handlers.register(KVMethod.leader) { _ in try await server.leader() }
-    handlers.register(KVMethod.dropped) { _ in try await server.dropped() }
     handlers.register(KVMethod.directGet) { try server.directGet($0) }
-    handlers.register(KVMethod.status) { _ in try await server.status() }
+    nodeCommands.registerClientMethods(in: &handlers)
   }
 
   /// The methods of the peer address that take requests forwarded by followers.
   public func registerForwardedMethods(in handlers: inout RPCHandlers) {
     let server = self
     handlers.register(KVMethod.forwardedRequest) { try await server.handleRequest($0, forwarded: true) }
-    handlers.register(KVMethod.forwardedJoin) {
-      try await server.handleMembership($0, join: true, forwarded: true)
-    }
-    handlers.register(KVMethod.forwardedRemove) {
-      try await server.handleMembership($0, join: false, forwarded: true)
-    }
+    nodeCommands.registerForwardedMethods(in: &handlers)
   }
 
   // MARK: - Client operations
@@ -102,74 +88,20 @@ public struct KVGroupServer: Sendable {
   }
 
   private func forward(_ payload: [UInt8], method: String, to leader: NodeID) async throws -> [UInt8] {
-    do {
-      return try await peers.call(leader.rawValue, method: method, payload: payload, timeout: requestTimeout)
-    } catch {
-      var reply = KVStateMachine.reply(.wrongLeader, "could not reach the leader: \(error)")
-      reply.leaderHint = leader.rawValue
-      return try reply.serializedBytes()
-    }
+    if let answer = await nodeCommands.forward(payload, method: method, to: leader) { return answer }
+    var reply = KVStateMachine.reply(.wrongLeader, "could not reach the leader \(leader)")
+    reply.leaderHint = leader.rawValue
+    return try reply.serializedBytes()
   }
 
   static func reply(for error: RaftNodeError) -> Shardkv_KvReply {
-    switch error {
-    case .notLeader(let leader):
-      var reply = KVStateMachine.reply(.wrongLeader, error.description)
-      reply.leaderHint = leader?.rawValue ?? ""
-      return reply
-    case .timeout, .leadershipLost, .stopped:
-      return KVStateMachine.reply(.timeout, error.description)
-    case .rejected, .storage, .badSnapshot:
-      return KVStateMachine.reply(.invalidArgument, error.description)
-    }
+    let outcome = NodeCommandService.outcome(of: error)
+    var reply = KVStateMachine.reply(outcome.error, outcome.message)
+    reply.leaderHint = outcome.leaderHint
+    return reply
   }
 
   // MARK: - Node commands
-
-  func handleMembership(_ payload: [UInt8], join: Bool, forwarded: Bool) async throws -> [UInt8] {
-    var reply = Shardkv_MembershipReply()
-    guard let request = try? Shardkv_JoinRequest(serializedBytes: payload), !request.peer.isEmpty,
-      (try? PeerAddress(parsing: request.peer)) != nil
-    else {
-      reply.error = .invalidArgument
-      reply.message = "expected a peer address HOST:PORT"
-      return try reply.serializedBytes()
-    }
-    let peer = NodeID(request.peer)
-    do {
-      if join {
-        try await node.addMember(peer, timeout: membershipTimeout)
-      } else {
-        try await node.removeMember(peer, timeout: membershipTimeout)
-      }
-      reply.error = .ok
-      reply.members = await node.membership.all.map(\.rawValue)
-    } catch .notLeader(let leader?) where !forwarded {
-      return try await forward(
-        payload, method: join ? KVMethod.forwardedJoin : KVMethod.forwardedRemove, to: leader)
-    } catch {
-      let kv = Self.reply(for: error)
-      reply.error = kv.error
-      reply.leaderHint = kv.leaderHint
-      reply.message = kv.message
-    }
-    return try reply.serializedBytes()
-  }
-
-  func leader() async throws -> [UInt8] {
-    var reply = Shardkv_LeaderReply()
-    let status = await node.status
-    reply.leader = status.leader?.rawValue ?? ""
-    reply.term = status.term
-    return try reply.serializedBytes()
-  }
-
-  func dropped() async throws -> [UInt8] {
-    var reply = Shardkv_DroppedReply()
-    reply.peers = await node.unreachablePeers.map(\.rawValue)
-    reply.leaderHint = await node.leader?.rawValue ?? ""
-    return try reply.serializedBytes()
-  }
 
   func directGet(_ payload: [UInt8]) throws -> [UInt8] {
     var reply = Shardkv_DirectGetReply()
@@ -184,50 +116,6 @@ public struct KVGroupServer: Sendable {
       reply.error = .noKey
     }
     reply.appliedIndex = stateMachine.appliedIndex
-    return try reply.serializedBytes()
-  }
-
-  func status() async throws -> [UInt8] {
-    let status = await node.status
-    let tick = node.tickInterval
-    var reply = Shardkv_StatusReply()
-    reply.node = status.id.rawValue
-    if !status.membership.contains(status.id) {
-      reply.role = .standby
-    } else if status.membership.isLearner(status.id) {
-      reply.role = .learner
-    } else {
-      switch status.role {
-      case .follower: reply.role = .follower
-      case .preCandidate: reply.role = .preCandidate
-      case .candidate: reply.role = .candidate
-      case .leader: reply.role = .leader
-      }
-    }
-    reply.term = status.term
-    reply.leader = status.leader?.rawValue ?? ""
-    reply.commitIndex = status.commit
-    reply.appliedIndex = status.applied
-    reply.members = status.peers.map { peer in
-      var member = Shardkv_MemberStatus()
-      member.peer = peer.id.rawValue
-      member.voter = peer.isVoter
-      member.matchIndex = peer.match ?? 0
-      member.nextIndex = peer.next ?? 0
-      let elapsed = tick * peer.ticksSinceContact
-      member.lastContactMs =
-        elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000
-      return member
-    }
-    if status.membership.contains(status.id) {
-      var me = Shardkv_MemberStatus()
-      me.peer = status.id.rawValue
-      me.voter = status.membership.isVoter(status.id)
-      me.matchIndex = status.lastIndex
-      me.lastContactMs = 0
-      reply.members.append(me)
-      reply.members.sort { $0.peer < $1.peer }
-    }
     return try reply.serializedBytes()
   }
 }

@@ -1,5 +1,7 @@
 import Foundation
 import Logging
+import Raft
+import ShardCtrler
 import ShardKV
 import SwiftProtobuf
 import Wire
@@ -29,10 +31,20 @@ let usage = """
     remove PEER        remove the member PEER; prints OK
     status [--json]    role, term, leader, commit and applied index, members and progress
 
+  shard controller commands (ADDR is a controller replica's API address):
+    group join GID ADDR1,ADDR2,...
+                       add replica group GID with these members and rebalance; prints OK
+    group leave GID    remove group GID, giving its shards to the others; prints OK
+    shard move SHARD GID
+                       give SHARD to group GID (no rebalance); prints OK
+    config [NUM] [--json]
+                       configuration NUM (default: the latest) as a table, or with --json
+                       as one line {"num":N,"shards":[GID,...],"groups":{"GID":["ADDR",...]}}
+
   options:
     -a, --addr ADDR    the node to talk to (required)
     --timeout SECONDS  give up after this long (default 10)
-    --json             machine-readable output (status)
+    --json             machine-readable output (status, config)
     -h, --help         this text
   """
 
@@ -143,7 +155,7 @@ func run(_ invocation: Invocation) async throws(Failure) -> Int32 {
     case "leader":
       _ = try arguments(words)
       let reply = try await call(
-        transport, address, KVMethod.leader, Shardkv_LeaderRequest(), timeout: timeout,
+        transport, address, NodeMethod.leader, Shardkv_LeaderRequest(), timeout: timeout,
         as: Shardkv_LeaderReply.self)
       guard !reply.leader.isEmpty else {
         throw Failure(message: "\(address) knows no leader (term \(reply.term))")
@@ -152,7 +164,7 @@ func run(_ invocation: Invocation) async throws(Failure) -> Int32 {
     case "dropped":
       _ = try arguments(words)
       let reply = try await call(
-        transport, address, KVMethod.dropped, Shardkv_DroppedRequest(), timeout: timeout,
+        transport, address, NodeMethod.dropped, Shardkv_DroppedRequest(), timeout: timeout,
         as: Shardkv_DroppedReply.self)
       for peer in reply.peers { print("Dropped:\t\(peer)") }
     case "direct_get":
@@ -169,7 +181,7 @@ func run(_ invocation: Invocation) async throws(Failure) -> Int32 {
       var request = Shardkv_JoinRequest()
       request.peer = args[0]
       let reply = try await call(
-        transport, address, verb == "join" ? KVMethod.join : KVMethod.remove, request, timeout: timeout,
+        transport, address, verb == "join" ? NodeMethod.join : NodeMethod.remove, request, timeout: timeout,
         as: Shardkv_MembershipReply.self)
       guard reply.error == .ok else {
         throw Failure(
@@ -179,12 +191,17 @@ func run(_ invocation: Invocation) async throws(Failure) -> Int32 {
     case "status":
       _ = try arguments(words)
       let reply = try await call(
-        transport, address, KVMethod.status, Shardkv_StatusRequest(), timeout: timeout,
+        transport, address, NodeMethod.status, Shardkv_StatusRequest(), timeout: timeout,
         as: Shardkv_StatusReply.self)
       print(invocation.json ? StatusFormat.json(reply) : StatusFormat.table(reply))
+    case "group", "shard", "config":
+      let controller = ControllerClerk(servers: [address], transport: transport, deadline: timeout)
+      try await runControllerCommand(words, invocation: invocation, clerk: controller)
     default:
       throw Failure(message: "unknown command '\(verb)'; see kvctl --help", status: 2)
     }
+  } catch let error as ControllerClientError {
+    throw Failure(message: error.description)
   } catch let error as KVClientError {
     throw Failure(message: error.description)
   } catch let error as Failure {
@@ -193,6 +210,46 @@ func run(_ invocation: Invocation) async throws(Failure) -> Int32 {
     throw Failure(message: "\(error)")
   }
   return 0
+}
+
+func number<T: FixedWidthInteger>(_ text: String, _ what: String, as: T.Type) throws(Failure) -> T {
+  guard let value = T(text) else {
+    throw Failure(message: "\(what) must be a number, not '\(text)'", status: 2)
+  }
+  return value
+}
+
+func runControllerCommand(_ words: [String], invocation: Invocation, clerk: ControllerClerk) async throws {
+  switch (words[0], words.dropFirst().first) {
+  case ("group", "join"):
+    let args = try arguments(Array(words.dropFirst()), "GID", "ADDR1,ADDR2,...")
+    let gid = try number(args[0], "GID", as: GroupID.self)
+    let members = args[1].split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+    guard gid != 0 else { throw Failure(message: "GID 0 is reserved (it means unassigned)", status: 2) }
+    guard !members.isEmpty, members.allSatisfy({ !$0.isEmpty }) else {
+      throw Failure(message: "group join needs a comma-separated member list", status: 2)
+    }
+    try await clerk.join([gid: members])
+    print("OK")
+  case ("group", "leave"):
+    let args = try arguments(Array(words.dropFirst()), "GID")
+    try await clerk.leave([try number(args[0], "GID", as: GroupID.self)])
+    print("OK")
+  case ("shard", "move"):
+    let args = try arguments(Array(words.dropFirst()), "SHARD", "GID")
+    let shard = try number(args[0], "SHARD", as: Int.self)
+    try await clerk.move(shard: shard, to: try number(args[1], "GID", as: GroupID.self))
+    print("OK")
+  case ("config", _):
+    guard words.count <= 2 else { throw Failure(message: "config takes [NUM]", status: 2) }
+    let num = try words.count == 2 ? number(words[1], "NUM", as: Int64.self) : -1
+    let config = try await clerk.query(num)
+    print(invocation.json ? config.jsonLine : ConfigFormat.table(config))
+  case ("group", _):
+    throw Failure(message: "group takes join GID ADDR1,ADDR2,... or leave GID", status: 2)
+  default:
+    throw Failure(message: "shard takes move SHARD GID", status: 2)
+  }
 }
 
 // stdout carries only the command's output; library diagnostics go to stderr, errors only.

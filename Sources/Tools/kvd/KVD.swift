@@ -3,6 +3,7 @@ import Dispatch
 import Foundation
 import Logging
 import Raft
+import ShardCtrler
 import ShardKV
 import Storage
 import Wire
@@ -11,7 +12,7 @@ import Wire
 struct KVD: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "kvd",
-    abstract: "A ShardKV server: one member of a Raft-replicated key-value group.",
+    abstract: "A ShardKV server: one member of a Raft-replicated key-value group or of the shard controller.",
     discussion: """
       Every node has an API address (-a: clients and kvctl) and a peer address (-p: Raft \
       traffic). A node is named by its peer address everywhere.
@@ -21,7 +22,12 @@ struct KVD: AsyncParsableCommand {
         kvd -a API -c CLUSTER -l                       the same; the peer address is CLUSTER
         kvd -a API -p PEER [-c CLUSTER]                a standby, until `kvctl join` adds it
 
-      A node with state in its data directory resumes it and ignores -l and --peers.
+      With --controller the node is a replica of the shard controller instead (same flags):
+
+        kvd --controller -a API -p PEER --peers PEER1,PEER2,PEER3 --shards 64
+
+      A node with state in its data directory resumes it and ignores -l and --peers; a
+      controller's shard count is fixed by the first operation it applies.
       """)
 
   @Option(name: [.customShort("a"), .customLong("api")], help: "API address HOST:PORT.")
@@ -41,6 +47,12 @@ struct KVD: AsyncParsableCommand {
 
   @Option(help: "Bootstrap a static group with these peer addresses (comma-separated, this node included).")
   var peers: String?
+
+  @Flag(help: "Run a replica of the shard controller instead of a KV group member.")
+  var controller = false
+
+  @Option(help: "Shard count of a new controller (default 64; --controller only).")
+  var shards: Int?
 
   @Option(help: "Data directory (default: ./kvd-data/HOST_PORT of the peer address).")
   var data: String?
@@ -84,6 +96,10 @@ struct KVD: AsyncParsableCommand {
       throw ValidationError(
         "need --heartbeat-ms ≥ \(Self.tickMs), --election-ms > --heartbeat-ms, --failure-ms ≥ --heartbeat-ms")
     }
+    if let shards {
+      guard controller else { throw ValidationError("--shards needs --controller") }
+      guard (1...65536).contains(shards) else { throw ValidationError("--shards must be in 1...65536") }
+    }
     guard maxKeyBytes > 0, maxValueBytes >= 0 else { throw ValidationError("limits must be positive") }
     guard Logger.Level(rawValue: logLevel) != nil else {
       throw ValidationError("unknown --log-level \(logLevel)")
@@ -119,7 +135,9 @@ struct KVD: AsyncParsableCommand {
     do {
       try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
       db = try RocksDB(
-        path: directory, columnFamilies: RocksLogStorage.columnFamilies + KVStateMachine.columnFamilies)
+        path: directory,
+        columnFamilies: RocksLogStorage.columnFamilies
+          + (controller ? ControllerStateMachine.columnFamilies : KVStateMachine.columnFamilies))
     } catch {
       Self.fail("cannot open the data directory \(directory): \(error)")
     }
@@ -140,25 +158,44 @@ struct KVD: AsyncParsableCommand {
 
     let transport = TCPTransport()
     let node: RaftNode
-    let stateMachine: KVStateMachine
+    var peerHandlers = RPCHandlers()
+    var apiHandlers = RPCHandlers()
     do {
-      stateMachine = try KVStateMachine(
-        db: db,
-        options: .init(limits: KVLimits(maxKeyBytes: maxKeyBytes, maxValueBytes: maxValueBytes)))
+      let stateMachine: any StateMachine
+      let register: (RaftNode, inout RPCHandlers, inout RPCHandlers) -> Void
+      if controller {
+        let machine = try ControllerStateMachine(db: db, options: .init(shardCount: shards ?? 64))
+        if let shards, machine.appliedIndex > 0, machine.shardCount != shards {
+          logger.warning(
+            "--shards ignored: this controller's shard count is already fixed",
+            metadata: ["shards": "\(machine.shardCount)"])
+        }
+        stateMachine = machine
+        register = { node, api, peer in
+          let server = ControllerServer(node: node, stateMachine: machine, peers: transport)
+          server.registerClientMethods(in: &api)
+          server.registerForwardedMethods(in: &peer)
+        }
+      } else {
+        let machine = try KVStateMachine(
+          db: db,
+          options: .init(limits: KVLimits(maxKeyBytes: maxKeyBytes, maxValueBytes: maxValueBytes)))
+        stateMachine = machine
+        register = { node, api, peer in
+          let server = KVGroupServer(node: node, stateMachine: machine, peers: transport)
+          server.registerClientMethods(in: &api)
+          server.registerForwardedMethods(in: &peer)
+        }
+      }
       node = try RaftNode(
         id: id, options: options, storage: try RocksLogStorage(db: db), stateMachine: stateMachine,
         transport: WireRaftTransport(transport: transport, messageTimeout: .milliseconds(electionMs)),
         bootstrapVoters: voters, logger: logger)
+      WireRaftTransport.register(node, in: &peerHandlers)
+      register(node, &apiHandlers, &peerHandlers)
     } catch {
       Self.fail("cannot start from \(directory): \(error)")
     }
-
-    let server = KVGroupServer(node: node, stateMachine: stateMachine, peers: transport)
-    var peerHandlers = RPCHandlers()
-    WireRaftTransport.register(node, in: &peerHandlers)
-    server.registerForwardedMethods(in: &peerHandlers)
-    var apiHandlers = RPCHandlers()
-    server.registerClientMethods(in: &apiHandlers)
 
     let listeners: [any TransportListener]
     do {
@@ -170,7 +207,7 @@ struct KVD: AsyncParsableCommand {
     }
     await node.start()
     logger.info(
-      "kvd serving",
+      controller ? "kvd serving (shard controller)" : "kvd serving",
       metadata: ["api": "\(api)", "peer": "\(peerAddress)", "data": "\(directory)"])
 
     await Self.waitForTermination()

@@ -1,2 +1,0 @@
-// The ShardCtrler module; see DESIGN.md, "Modules".
-enum ShardCtrlerModule {}
