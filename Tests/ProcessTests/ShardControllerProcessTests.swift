@@ -66,4 +66,26 @@ final class ShardControllerProcessTests: XCTestCase {
     for i in 0..<3 { try cluster.start(i, ["--controller", "--peers", peers, "--shards", "4"]) }
     XCTAssertEqual(try config(cluster, 1), #"{"num":4,"shards":[2,2,2,2],"groups":{"2":["b:1"]}}"#)
   }
+
+  func testControllerBootstrappedAloneGrowsByJoiningStandbys() throws {
+    let cluster = try ProcessCluster(size: 3)
+    defer { cluster.stopAll() }
+    try cluster.start(0, ["--controller", "-l", "--shards", "2"])
+    for i in 1..<3 { try cluster.start(i, ["--controller", "-c", cluster.nodes[0].peer]) }
+    var out = try cluster.kvctl(0, "group", "join", "7", "g:1", timeout: 10)
+    XCTAssertEqual(out.stdout, "OK\n", out.stderr)
+    for i in 1..<3 {
+      out = try cluster.kvctl(0, "join", cluster.nodes[i].peer, timeout: 20)
+      XCTAssertEqual(out.stdout, "OK\n", out.stderr)
+    }
+    // A joined replica serves the same history (its query is a linearizable read through
+    // the leader) and holds it locally: it survives the first replica's death.
+    let expected = #"{"num":1,"shards":[7,7],"groups":{"7":["g:1"]}}"#
+    XCTAssertEqual(try config(cluster, 2), expected)
+    cluster.kill9(0)
+    XCTAssertEqual(try config(cluster, 1), expected)
+    out = try cluster.kvctl(1, "group", "join", "8", "h:1", timeout: 15)
+    XCTAssertEqual(out.stdout, "OK\n", out.stderr)
+    XCTAssertEqual(try config(cluster, 2), #"{"num":2,"shards":[7,8],"groups":{"7":["g:1"],"8":["h:1"]}}"#)
+  }
 }
