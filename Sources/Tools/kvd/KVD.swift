@@ -14,20 +14,20 @@ struct KVD: AsyncParsableCommand {
     commandName: "kvd",
     abstract: "A ShardKV server: one member of a Raft-replicated key-value group or of the shard controller.",
     discussion: """
-      Every node has an API address (-a: clients and kvctl) and a peer address (-p: Raft \
-      traffic). A node is named by its peer address everywhere.
+      Every node has an API address (-a: clients and kvctl) and a peer address
+      (-p: Raft traffic). A node is named by its peer address everywhere.
 
-        kvd -a API -p PEER --peers PEER1,PEER2,PEER3   one member of a static group
-        kvd -a API -p PEER -l                          a new group with this node alone
-        kvd -a API -c CLUSTER -l                       the same; the peer address is CLUSTER
-        kvd -a API -p PEER [-c CLUSTER]                a standby, until `kvctl join` adds it
+        kvd -a API -p PEER --peers P1,P2,P3   one member of a static group
+        kvd -a API -p PEER -l                 a new group with this node alone
+        kvd -a API -c CLUSTER -l              the same; the peer address is -c's
+        kvd -a API -p PEER [-c CLUSTER]       a standby until `kvctl join` adds it
 
-      With --controller the node is a replica of the shard controller instead (same flags):
+      With --controller the node is a shard controller replica (same flags):
 
-        kvd --controller -a API -p PEER --peers PEER1,PEER2,PEER3 --shards 64
+        kvd --controller -a API -p PEER --peers P1,P2,P3 --shards 64
 
-      A node with state in its data directory resumes it and ignores -l and --peers; a
-      controller's shard count is fixed by the first operation it applies.
+      A node with state in its data directory resumes it and ignores -l and
+      --peers. A controller's shard count is fixed by its first operation.
       """)
 
   @Option(name: [.customShort("a"), .customLong("api")], help: "API address HOST:PORT.")
