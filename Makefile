@@ -28,3 +28,9 @@ proto:
 
 clean:
 	rm -rf .build
+
+# ShardKV's three-node group against three etcd members on loopback (installs etcd if missing);
+# figures in BENCHMARKS.md ("KV").
+.PHONY: bench-kv
+bench-kv: deps
+	scripts/bench-kv.sh
