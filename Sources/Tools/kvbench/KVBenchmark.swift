@@ -32,7 +32,7 @@ struct KVBenchmark: AsyncParsableCommand {
   @Option(
     name: [.customShort("s"), .long],
     help: "The members' API addresses HOST:PORT, comma-separated.")
-  var servers = "127.0.0.1:40000,127.0.0.1:40001,127.0.0.1:40002"
+  var servers = "127.0.0.1:20000,127.0.0.1:20001,127.0.0.1:20002"
 
   @Option(help: "Concurrent clients, comma-separated; one run per count.")
   var clients = "1,16,128"
