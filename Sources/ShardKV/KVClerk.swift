@@ -24,6 +24,9 @@ public enum KVClientError: Error, Hashable, Sendable, CustomStringConvertible {
 /// one that forwards to it), retries on wrong leader, timeouts and connection failures with
 /// backoff across the members, and reuses the sequence number of a write across its retries,
 /// so that the group executes it exactly once.
+///
+/// Operations run one at a time, in call order: callers that share a clerk queue behind each
+/// other. (Use several clerks for concurrency.)
 public actor KVClerk {
   public let clientID: UInt64
   private let servers: [String]
@@ -32,6 +35,9 @@ public actor KVClerk {
   private let callTimeout: Duration
   private var sequence: UInt64 = 0
   private var preferred = 0
+  /// Whether an operation is under way, and the callers queued behind it.
+  private var busy = false
+  private var queued: [CheckedContinuation<Void, Never>] = []
 
   /// - Parameters:
   ///   - servers: the members' API addresses.
@@ -66,7 +72,34 @@ public actor KVClerk {
     _ = try await execute(.delete, key: key, value: [])
   }
 
+  /// Runs one operation once every earlier one has finished.
+  ///
+  /// Invariant: a session has at most one request outstanding. The group keeps only the last
+  /// reply per session and answers an older sequence number as superseded without executing
+  /// it; if this actor interleaved operations at their suspension points, a later sequence
+  /// could reach the log first and an earlier write would be acknowledged yet never applied.
   private func execute(
+    _ op: Shardkv_KvOp, key: [UInt8], value: [UInt8]
+  ) async throws(KVClientError)
+    -> Shardkv_KvReply
+  {
+    if busy {
+      await withCheckedContinuation { queued.append($0) }
+    } else {
+      busy = true
+    }
+    // Hand the turn straight to the next caller (busy stays set), or free it.
+    defer {
+      if queued.isEmpty {
+        busy = false
+      } else {
+        queued.removeFirst().resume()
+      }
+    }
+    return try await attempt(op, key: key, value: value)
+  }
+
+  private func attempt(
     _ op: Shardkv_KvOp, key: [UInt8], value: [UInt8]
   ) async throws(KVClientError)
     -> Shardkv_KvReply
@@ -106,7 +139,12 @@ public actor KVClerk {
         case .wrongLeader:
           lastError = "\(server): not the leader (\(reply.message))"
           preferred += 1
-        case .timeout, .shardNotReady, .UNRECOGNIZED:
+        case .timeout:
+          // This member could not get the request through in time (it may be cut off from the
+          // quorum, or a stale leader): try the next one, as after a failed call.
+          lastError = "\(server): \(reply.message.isEmpty ? "\(reply.error)" : reply.message)"
+          preferred += 1
+        case .shardNotReady, .UNRECOGNIZED:
           lastError = "\(server): \(reply.message.isEmpty ? "\(reply.error)" : reply.message)"
         }
       } catch let error as KVClientError {

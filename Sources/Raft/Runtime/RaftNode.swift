@@ -54,6 +54,11 @@ public actor RaftNode {
   private var confirmedReads: [(index: UInt64, waiter: Waiter)] = []
   private var nextReadID: UInt64 = 0
   private var applied: UInt64
+  /// The last log index on disk when this node opened; entries up to it that it applies
+  /// afterwards are replayed from its own log.
+  private let startupLastIndex: UInt64
+  private var replayed = 0
+  private var installedSnapshots = 0
 
   private var outbox: [NodeID: [Message]] = [:]
   private var flushing: Set<NodeID> = []
@@ -111,6 +116,7 @@ public actor RaftNode {
     self.core = RaftCore(
       id: id, config: options.raft, restored: restored, seed: UInt64.random(in: .min ... .max))
     self.applied = restored.applied
+    self.startupLastIndex = core.lastIndex
   }
 
   /// Starts the clock.
@@ -147,6 +153,12 @@ public actor RaftNode {
   public var isLeader: Bool { core.role == .leader }
   public var membership: Membership { core.membership }
   public var appliedIndex: UInt64 { applied }
+  /// Entries this node has applied since it opened that were already in its log on disk: how
+  /// much of its own log a restart replayed. Small, because the state machine persists its
+  /// applied index with its data and resumes from it.
+  public var replayedEntries: Int { replayed }
+  /// Snapshots received from a leader and installed since this node opened.
+  public var snapshotsInstalled: Int { installedSnapshots }
   /// Members this node has not heard from for longer than the failure threshold.
   public var unreachablePeers: [NodeID] { core.unreachablePeers }
   /// One core tick, in wall time.
@@ -352,6 +364,7 @@ public actor RaftNode {
         try storage.installSnapshot(metadata)
       }
       applied = metadata.index
+      installedSnapshots += 1
       logger.info("installed snapshot", metadata: ["index": "\(metadata.index)"])
     }
     if ready.hardState != nil || !ready.entries.isEmpty {
@@ -363,6 +376,7 @@ public actor RaftNode {
     if !ready.committedEntries.isEmpty {
       let entries = ready.committedEntries
       let results = try await io.run { try stateMachine.apply(entries) }
+      replayed += entries.count { $0.index <= startupLastIndex }
       for (entry, result) in zip(entries, results) {
         guard let waiter = proposals.removeValue(forKey: entry.index) else { continue }
         if entry.term == waiter.term {

@@ -44,18 +44,21 @@ final class KVTestCluster: @unchecked Sendable {
   }
 
   func start(_ i: Int) async throws {
-    let db = try RocksDB(
-      path: root + "/s\(i)", columnFamilies: RocksLogStorage.columnFamilies + KVStateMachine.columnFamilies)
+    let db = try openDatabase(i)
     let stateMachine = try KVStateMachine(db: db)
     let transport = network.transport(for: name(i))
     var logger = Logger(label: "kvtest")
     logger.logLevel = .error
+    // A peer's messages go one batch per round trip, so a lost call holds up the next batch
+    // until this timeout: keep it well under the election timeout (100-200 ms here), or a lossy
+    // network makes followers campaign and leaders stall for seconds.
     let node = try RaftNode(
       id: peer(i), options: raftOptions, storage: try RocksLogStorage(db: db), stateMachine: stateMachine,
-      transport: WireRaftTransport(transport: transport, messageTimeout: .milliseconds(200)),
+      transport: WireRaftTransport(transport: transport, messageTimeout: .milliseconds(50)),
       bootstrapVoters: (0..<size).map(peer), logger: logger)
     var server = KVGroupServer(node: node, stateMachine: stateMachine, peers: transport)
     server.requestTimeout = .seconds(1)
+    server.nodeCommands.forwardTimeout = .seconds(1)
     var peerHandlers = RPCHandlers()
     WireRaftTransport.register(node, in: &peerHandlers)
     server.registerForwardedMethods(in: &peerHandlers)
@@ -81,10 +84,56 @@ final class KVTestCluster: @unchecked Sendable {
     try? FileManager.default.removeItem(atPath: root)
   }
 
-  func clerk(_ client: String, deadline: Duration = .seconds(30)) -> KVClerk {
+  func clerk(
+    _ client: String, deadline: Duration = .seconds(30), callTimeout: Duration = .seconds(2)
+  ) -> KVClerk {
     KVClerk(
       servers: apiAddresses, transport: network.transport(for: client), deadline: deadline,
-      callTimeout: .seconds(2))
+      callTimeout: callTimeout)
+  }
+
+  /// Opens server `i`'s RocksDB (which must not be running); the caller closes it.
+  func openDatabase(_ i: Int) throws -> RocksDB {
+    // RocksDB creates its own directory, not its parents.
+    try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+    return try RocksDB(
+      path: root + "/s\(i)", columnFamilies: RocksLogStorage.columnFamilies + KVStateMachine.columnFamilies)
+  }
+
+  /// Reopens a crashed server from its own disk (its stored state wins over the bootstrap list).
+  func restart(_ i: Int) async throws { try await start(i) }
+
+  func node(_ i: Int) throws -> RaftNode { try XCTUnwrap(members[i]?.node, "server \(i) is down") }
+
+  /// Polls `condition` every few milliseconds until it holds; fails the test at the deadline.
+  func waitUntil(
+    timeout: Duration = .seconds(10), _ what: String, file: StaticString = #filePath, line: UInt = #line,
+    _ condition: () async throws -> Bool
+  ) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+      if try await condition() { return }
+      try await Task.sleep(for: .milliseconds(10))
+    }
+    XCTFail("timed out waiting for \(what)", file: file, line: line)
+    throw RaftNodeError.timeout
+  }
+
+  /// Waits until exactly one running server leads and every running server agrees; returns it.
+  func waitForLeader(timeout: Duration = .seconds(10)) async throws -> Int {
+    var found: Int?
+    try await waitUntil(timeout: timeout, "a single agreed leader") {
+      var leaders = Set<NodeID?>()
+      var claimed: [Int] = []
+      for (i, member) in self.members {
+        leaders.insert(await member.node.leader)
+        if await member.node.isLeader { claimed.append(i) }
+      }
+      guard claimed.count == 1, leaders == [peer(claimed[0])] else { return false }
+      found = claimed[0]
+      return true
+    }
+    return try XCTUnwrap(found)
   }
 
   /// Partitions servers (by index) and clients (by name) into groups that only talk within.
@@ -139,8 +188,15 @@ final class History: Sendable {
     let ops = all
     XCTAssertGreaterThan(
       ops.filter { $0.returned != nil }.count, 0, "no operation completed", file: file, line: line)
-    if let key = LinearizabilityChecker.firstViolation(in: ops) {
+    switch LinearizabilityChecker.check(ops, stepsPerKey: 500_000) {
+    case .linearizable:
+      break
+    case .violation(let key):
       XCTFail("history of key \(key) is not linearizable (\(ops.count) operations)", file: file, line: line)
+    case .inconclusive(let key):
+      XCTFail(
+        "the checker gave up on key \(key) (\(ops.count) operations): the test needs more reads",
+        file: file, line: line)
     }
   }
 }

@@ -20,33 +20,60 @@ struct LinearizabilityChecker {
     var returned: UInt64?
   }
 
-  /// The first key whose history is not linearizable, if any.
+  enum Verdict: Hashable, Sendable {
+    case linearizable
+    case violation(key: String)
+    /// The search for `key` took more than its budget of steps: no answer either way (a
+    /// history with long stretches of concurrent writes and no reads can need exponential
+    /// time; give it more reads).
+    case inconclusive(key: String)
+  }
+
+  /// The first key whose history is not linearizable, if any (searching without limit).
   static func firstViolation(in history: [Operation]) -> String? {
+    switch check(history, stepsPerKey: .max) {
+    case .linearizable: return nil
+    case .violation(let key), .inconclusive(let key): return key
+    }
+  }
+
+  /// Checks every key's history, giving each search at most `stepsPerKey` steps.
+  static func check(_ history: [Operation], stepsPerKey: Int) -> Verdict {
     let byKey = Dictionary(grouping: history, by: \.key)
     for key in byKey.keys.sorted() {
       // A get that never returned says nothing.
       let ops = byKey[key, default: []].filter { $0.kind != .get || $0.returned != nil }
-      var search = Search(ops: ops)
-      if !search.run() { return key }
+      var search = Search(ops: ops, budget: stepsPerKey)
+      switch search.run() {
+      case .some(true): continue
+      case .some(false): return .violation(key: key)
+      case .none: return .inconclusive(key: key)
+      }
     }
-    return nil
+    return .linearizable
   }
 
   private struct Search {
     let ops: [Operation]
     var failed: Set<Memo> = []
+    var budget: Int
+    struct OutOfBudget: Error {}
 
     struct Memo: Hashable {
       var remaining: [UInt64]
       var state: String?
     }
 
-    init(ops: [Operation]) { self.ops = ops.sorted { $0.call < $1.call } }
+    init(ops: [Operation], budget: Int) {
+      self.ops = ops.sorted { $0.call < $1.call }
+      self.budget = budget
+    }
 
-    mutating func run() -> Bool {
+    /// nil when the budget ran out.
+    mutating func run() -> Bool? {
       var remaining = [UInt64](repeating: 0, count: (ops.count + 63) / 64)
       for i in ops.indices { remaining[i / 64] |= 1 << UInt64(i % 64) }
-      return search(remaining, state: nil)
+      return try? search(remaining, state: nil)
     }
 
     private static func apply(_ op: Operation, to state: String?) -> String?? {
@@ -58,7 +85,9 @@ struct LinearizabilityChecker {
       }
     }
 
-    private mutating func search(_ remaining: [UInt64], state: String?) -> Bool {
+    private mutating func search(_ remaining: [UInt64], state: String?) throws(OutOfBudget) -> Bool {
+      budget -= 1
+      guard budget >= 0 else { throw OutOfBudget() }
       let members = ops.indices.filter { remaining[$0 / 64] & (1 << UInt64($0 % 64)) != 0 }
       let finite = members.compactMap { ops[$0].returned }
       // Only operations of unknown outcome left: they may simply never have happened.
@@ -69,7 +98,7 @@ struct LinearizabilityChecker {
         rest[i / 64] &= ~(1 << UInt64(i % 64))
         let memo = Memo(remaining: rest, state: next)
         if failed.contains(memo) { continue }
-        if search(rest, state: next) { return true }
+        if try search(rest, state: next) { return true }
         failed.insert(memo)
       }
       return false

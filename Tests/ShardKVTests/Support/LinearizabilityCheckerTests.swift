@@ -52,4 +52,12 @@ final class LinearizabilityCheckerTests: XCTestCase {
     let history = [op(.append, "x", 0, 1), op(.get, out: "xx", 2, 3)]
     XCTAssertEqual(LinearizabilityChecker.firstViolation(in: history), "k")
   }
+
+  func testASearchOverItsBudgetIsInconclusiveNotAPass() {
+    // Twenty overlapping appends and a read no order explains: proving that takes exponential
+    // time, so a small budget runs out.
+    var history = (0..<20).map { op(.append, "\($0);", 0, 100, client: $0) }
+    history.append(op(.get, out: "impossible", 101, 102, client: 99))
+    XCTAssertEqual(LinearizabilityChecker.check(history, stepsPerKey: 10_000), .inconclusive(key: "k"))
+  }
 }
