@@ -1,4 +1,5 @@
 import Foundation
+import Raft
 import SwiftProtobuf
 import Wire
 
@@ -17,17 +18,13 @@ public enum ControllerClientError: Error, Hashable, Sendable, CustomStringConver
   }
 }
 
-/// A client session with the controller group: it remembers which replica answered last,
-/// retries on wrong leader, timeouts and connection failures with backoff across the
-/// replicas, and reuses a write's sequence number across its retries (exactly-once).
-public actor ControllerClerk {
-  public let clientID: UInt64
-  private let servers: [String]
-  private let transport: any Transport
-  private let deadline: Duration
-  private let callTimeout: Duration
-  private var sequence: UInt64 = 0
-  private var preferred = 0
+/// A client session with the controller group: Join, Leave, Move, UpdateMembers and Query over
+/// a `GroupClient` (leader cache, retries with backoff across the replicas, one sequence number
+/// per write across its retries, operations one at a time in call order).
+public struct ControllerClerk: Sendable {
+  private let session: GroupClient
+
+  public var clientID: UInt64 { session.clientID }
 
   /// - Parameters:
   ///   - servers: the replicas' API addresses.
@@ -36,12 +33,9 @@ public actor ControllerClerk {
     servers: [String], transport: any Transport, deadline: Duration = .seconds(10),
     callTimeout: Duration = .seconds(3), clientID: UInt64 = UInt64.random(in: 1 ... .max)
   ) {
-    precondition(!servers.isEmpty, "a clerk needs at least one server")
-    self.servers = servers
-    self.transport = transport
-    self.deadline = deadline
-    self.callTimeout = callTimeout
-    self.clientID = clientID
+    session = GroupClient(
+      servers: servers, transport: transport, deadline: deadline, callTimeout: callTimeout, clientID: clientID
+    )
   }
 
   /// Configuration `num`; -1 (or past the latest) asks for the latest.
@@ -92,51 +86,37 @@ public actor ControllerClerk {
   ) async throws(ControllerClientError)
     -> ShardConfiguration
   {
-    var request = Shardkv_Ctrler_CtrlerRequest()
-    request.op = op
-    request.clientID = clientID
-    if case .query = op {
-    } else {
-      sequence += 1
-      request.sequence = sequence
-    }
-    let payload: [UInt8]
-    do {
-      payload = try request.serializedBytes()
-    } catch {
-      throw .rejected("cannot encode the request: \(error)")
-    }
-    let clock = ContinuousClock()
-    let end = clock.now + deadline
-    var backoff = Duration.milliseconds(20)
-    var lastError = "no attempt"
-    while clock.now < end {
-      let server = servers[preferred % servers.count]
-      do {
-        let bytes = try await transport.call(
-          server, method: ControllerMethod.request, payload: payload,
-          timeout: min(callTimeout, end - clock.now))
-        let reply = try Shardkv_Ctrler_CtrlerReply(serializedBytes: bytes)
-        switch reply.error {
-        case .ok:
-          return ShardConfiguration(reply.config)
-        case .invalidArgument:
-          throw ControllerClientError.rejected(reply.message)
-        case .wrongLeader:
-          lastError = "\(server): not the leader (\(reply.message))"
-          preferred += 1
-        case .timeout, .UNRECOGNIZED:
-          lastError = "\(server): \(reply.message.isEmpty ? "\(reply.error)" : reply.message)"
+    let isWrite: Bool
+    if case .query = op { isWrite = false } else { isWrite = true }
+    let clientID = self.clientID
+    return try await session.perform(
+      method: ControllerMethod.request, isWrite: isWrite,
+      encode: { sequence in
+        var request = Shardkv_Ctrler_CtrlerRequest()
+        request.op = op
+        request.clientID = clientID
+        request.sequence = sequence
+        do {
+          return .success(try request.serializedBytes())
+        } catch {
+          return .failure(.rejected("cannot encode the request: \(error)"))
         }
-      } catch let error as ControllerClientError {
-        throw error
-      } catch {
-        lastError = "\(server): \(error)"
-        preferred += 1
-      }
-      try? await Task.sleep(for: min(backoff, max(.zero, end - clock.now)))
-      backoff = min(backoff * 2, .milliseconds(500))
+      },
+      interpret: Self.verdict,
+      giveUp: { .timeout(lastError: $0) }
+    ).get()
+  }
+
+  @Sendable static func verdict(_ bytes: [UInt8]) -> ReplyVerdict<ShardConfiguration, ControllerClientError> {
+    guard let reply = try? Shardkv_Ctrler_CtrlerReply(serializedBytes: bytes) else {
+      return .tryNextMember("undecodable reply")
     }
-    throw .timeout(lastError: lastError)
+    let why = reply.message.isEmpty ? "\(reply.error)" : reply.message
+    switch reply.error {
+    case .ok: return .done(ShardConfiguration(reply.config))
+    case .invalidArgument: return .refused(.rejected(reply.message))
+    case .wrongLeader: return .tryNextMember("not the leader (\(why))")
+    case .timeout, .UNRECOGNIZED: return .tryNextMember(why)
+    }
   }
 }

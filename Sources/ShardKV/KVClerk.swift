@@ -1,4 +1,5 @@
 import Foundation
+import Raft
 import SwiftProtobuf
 import Wire
 
@@ -20,24 +21,13 @@ public enum KVClientError: Error, Hashable, Sendable, CustomStringConvertible {
   }
 }
 
-/// A client session with one group: it remembers which member answered last (the leader, or
-/// one that forwards to it), retries on wrong leader, timeouts and connection failures with
-/// backoff across the members, and reuses the sequence number of a write across its retries,
-/// so that the group executes it exactly once.
-///
-/// Operations run one at a time, in call order: callers that share a clerk queue behind each
-/// other. (Use several clerks for concurrency.)
-public actor KVClerk {
-  public let clientID: UInt64
-  private let servers: [String]
-  private let transport: any Transport
-  private let deadline: Duration
-  private let callTimeout: Duration
-  private var sequence: UInt64 = 0
-  private var preferred = 0
-  /// Whether an operation is under way, and the callers queued behind it.
-  private var busy = false
-  private var queued: [CheckedContinuation<Void, Never>] = []
+/// A client session with one group: Get, Put, Append and Delete over a `GroupClient`
+/// (leader cache, retries with backoff across the members, one sequence number per write
+/// across its retries, operations one at a time in call order).
+public struct KVClerk: Sendable {
+  private let session: GroupClient
+
+  public var clientID: UInt64 { session.clientID }
 
   /// - Parameters:
   ///   - servers: the members' API addresses.
@@ -46,12 +36,9 @@ public actor KVClerk {
     servers: [String], transport: any Transport, deadline: Duration = .seconds(10),
     callTimeout: Duration = .seconds(3), clientID: UInt64 = UInt64.random(in: 1 ... .max)
   ) {
-    precondition(!servers.isEmpty, "a clerk needs at least one server")
-    self.servers = servers
-    self.transport = transport
-    self.deadline = deadline
-    self.callTimeout = callTimeout
-    self.clientID = clientID
+    session = GroupClient(
+      servers: servers, transport: transport, deadline: deadline, callTimeout: callTimeout, clientID: clientID
+    )
   }
 
   /// The value of `key`, or nil if there is none.
@@ -72,90 +59,43 @@ public actor KVClerk {
     _ = try await execute(.delete, key: key, value: [])
   }
 
-  /// Runs one operation once every earlier one has finished.
-  ///
-  /// Invariant: a session has at most one request outstanding. The group keeps only the last
-  /// reply per session and answers an older sequence number as superseded without executing
-  /// it; if this actor interleaved operations at their suspension points, a later sequence
-  /// could reach the log first and an earlier write would be acknowledged yet never applied.
   private func execute(
     _ op: Shardkv_KvOp, key: [UInt8], value: [UInt8]
-  ) async throws(KVClientError)
-    -> Shardkv_KvReply
-  {
-    if busy {
-      await withCheckedContinuation { queued.append($0) }
-    } else {
-      busy = true
-    }
-    // Hand the turn straight to the next caller (busy stays set), or free it.
-    defer {
-      if queued.isEmpty {
-        busy = false
-      } else {
-        queued.removeFirst().resume()
-      }
-    }
-    return try await attempt(op, key: key, value: value)
+  ) async throws(KVClientError) -> Shardkv_KvReply {
+    let clientID = self.clientID
+    return try await session.perform(
+      method: KVMethod.request, isWrite: op != .get,
+      encode: { sequence in
+        var request = Shardkv_KvRequest()
+        request.op = op
+        request.key = Data(key)
+        request.value = Data(value)
+        request.clientID = clientID
+        request.sequence = sequence
+        do {
+          return .success(try request.serializedBytes())
+        } catch {
+          return .failure(.invalidArgument("cannot encode the request: \(error)"))
+        }
+      },
+      interpret: Self.verdict,
+      giveUp: { .timeout(lastError: $0) }
+    ).get()
   }
 
-  private func attempt(
-    _ op: Shardkv_KvOp, key: [UInt8], value: [UInt8]
-  ) async throws(KVClientError)
-    -> Shardkv_KvReply
-  {
-    var request = Shardkv_KvRequest()
-    request.op = op
-    request.key = Data(key)
-    request.value = Data(value)
-    request.clientID = clientID
-    if op != .get {
-      sequence += 1
-      request.sequence = sequence
+  @Sendable static func verdict(_ bytes: [UInt8]) -> ReplyVerdict<Shardkv_KvReply, KVClientError> {
+    guard let reply = try? Shardkv_KvReply(serializedBytes: bytes) else {
+      return .tryNextMember("undecodable reply")
     }
-    let payload: [UInt8]
-    do {
-      payload = try request.serializedBytes()
-    } catch {
-      throw .invalidArgument("cannot encode the request: \(error)")
+    let why = reply.message.isEmpty ? "\(reply.error)" : reply.message
+    switch reply.error {
+    case .ok, .noKey: return .done(reply)
+    case .invalidArgument: return .refused(.invalidArgument(reply.message))
+    case .wrongGroup: return .refused(.wrongGroup)
+    case .wrongLeader: return .tryNextMember("not the leader (\(why))")
+    // Cut off from the quorum, or a stale leader: another member may get it through.
+    case .timeout: return .tryNextMember(why)
+    case .shardNotReady, .UNRECOGNIZED: return .retryLater(why)
     }
-    let clock = ContinuousClock()
-    let end = clock.now + deadline
-    var backoff = Duration.milliseconds(20)
-    var lastError = "no attempt"
-    while clock.now < end {
-      let server = servers[preferred % servers.count]
-      do {
-        let bytes = try await transport.call(
-          server, method: KVMethod.request, payload: payload, timeout: min(callTimeout, end - clock.now))
-        let reply = try Shardkv_KvReply(serializedBytes: bytes)
-        switch reply.error {
-        case .ok, .noKey:
-          return reply
-        case .invalidArgument:
-          throw KVClientError.invalidArgument(reply.message)
-        case .wrongGroup:
-          throw KVClientError.wrongGroup
-        case .wrongLeader:
-          lastError = "\(server): not the leader (\(reply.message))"
-          preferred += 1
-        case .timeout:
-          // This member could not get the request through in time (it may be cut off from the
-          // quorum, or a stale leader): try the next one, as after a failed call.
-          lastError = "\(server): \(reply.message.isEmpty ? "\(reply.error)" : reply.message)"
-          preferred += 1
-        case .shardNotReady, .UNRECOGNIZED:
-          lastError = "\(server): \(reply.message.isEmpty ? "\(reply.error)" : reply.message)"
-        }
-      } catch let error as KVClientError {
-        throw error
-      } catch {
-        lastError = "\(server): \(error)"
-        preferred += 1
-      }
-      try? await Task.sleep(for: min(backoff, max(.zero, end - clock.now)))
-      backoff = min(backoff * 2, .milliseconds(500))
-    }
-    throw .timeout(lastError: lastError)
   }
 }

@@ -1,0 +1,121 @@
+import Wire
+
+/// What one reply means to a client of a replicated group.
+public enum ReplyVerdict<Value: Sendable, Failure: Error>: Sendable {
+  /// The operation is complete.
+  case done(Value)
+  /// The group refused it for good; retrying cannot help.
+  case refused(Failure)
+  /// This member cannot serve it now (not the leader, cut off from the quorum, timed out):
+  /// try the next member.
+  case tryNextMember(String)
+  /// Try the same member again after the backoff (for example, a shard still moving).
+  case retryLater(String)
+}
+
+/// A client session with one replicated group (a KV group or the shard controller): the
+/// retry discipline both clerks share.
+///
+/// It remembers which member answered last (the leader, or one that forwards to it); on a
+/// wrong leader, a timeout or a failed call it moves to the next member, backing off from
+/// 20 ms up to 500 ms; and a write keeps its sequence number across every retry, so the group
+/// executes it exactly once. It gives up with the caller's failure once `deadline` has passed
+/// since the operation's turn began.
+///
+/// Invariant: a session has at most one request outstanding, so operations run one at a time
+/// in call order. The group keeps only the last reply per session and answers an older
+/// sequence number as superseded without executing it; if operations interleaved at their
+/// suspension points, a later sequence could reach the log first and an earlier write would be
+/// acknowledged yet never applied. (Use several sessions for concurrency.)
+public actor GroupClient {
+  public nonisolated let clientID: UInt64
+  private let servers: [String]
+  private let transport: any Transport
+  private let deadline: Duration
+  private let callTimeout: Duration
+  private var sequence: UInt64 = 0
+  private var preferred = 0
+  /// Whether an operation is under way, and the callers queued behind it.
+  private var busy = false
+  private var queued: [CheckedContinuation<Void, Never>] = []
+
+  /// - Parameters:
+  ///   - servers: the members' API addresses (at least one).
+  ///   - deadline: how long one operation may take, retries included.
+  ///   - callTimeout: how long one attempt at one member may take.
+  public init(
+    servers: [String], transport: any Transport, deadline: Duration, callTimeout: Duration, clientID: UInt64
+  ) {
+    precondition(!servers.isEmpty, "a group client needs at least one server")
+    self.servers = servers
+    self.transport = transport
+    self.deadline = deadline
+    self.callTimeout = callTimeout
+    self.clientID = clientID
+  }
+
+  /// Runs one operation once every earlier one has finished.
+  ///
+  /// - Parameters:
+  ///   - isWrite: a write takes the next sequence number; a read is sent with sequence 0.
+  ///   - encode: the request's bytes for a sequence number.
+  ///   - interpret: what a reply means; an undecodable reply should say `.tryNextMember`.
+  ///   - giveUp: the failure to report after the deadline, given the last error seen.
+  public func perform<Value: Sendable, Failure: Error>(
+    method: String, isWrite: Bool,
+    encode: @Sendable (_ sequence: UInt64) -> Result<[UInt8], Failure>,
+    interpret: @Sendable ([UInt8]) -> ReplyVerdict<Value, Failure>,
+    giveUp: @Sendable (_ lastError: String) -> Failure
+  ) async -> Result<Value, Failure> {
+    if busy {
+      await withCheckedContinuation { queued.append($0) }
+    } else {
+      busy = true
+    }
+    // Hand the turn straight to the next caller (busy stays set), or free it.
+    defer {
+      if queued.isEmpty {
+        busy = false
+      } else {
+        queued.removeFirst().resume()
+      }
+    }
+    var number: UInt64 = 0
+    if isWrite {
+      sequence += 1
+      number = sequence
+    }
+    let payload: [UInt8]
+    switch encode(number) {
+    case .success(let bytes): payload = bytes
+    case .failure(let failure): return .failure(failure)
+    }
+
+    let clock = ContinuousClock()
+    let end = clock.now + deadline
+    var backoff = Duration.milliseconds(20)
+    var lastError = "no attempt"
+    while clock.now < end {
+      let server = servers[preferred % servers.count]
+      do {
+        let bytes = try await transport.call(
+          server, method: method, payload: payload, timeout: min(callTimeout, end - clock.now))
+        switch interpret(bytes) {
+        case .done(let value): return .success(value)
+        case .refused(let failure): return .failure(failure)
+        case .tryNextMember(let why):
+          lastError = "\(server): \(why)"
+          preferred += 1
+        case .retryLater(let why):
+          lastError = "\(server): \(why)"
+        }
+      } catch {
+        lastError = "\(server): \(error)"
+        preferred += 1
+      }
+      try? await Task.sleep(for: min(backoff, max(.zero, end - clock.now)))
+      backoff = min(backoff * 2, .milliseconds(500))
+    }
+    return .failure(giveUp(lastError))
+  }
+}
