@@ -8,15 +8,22 @@ import XCTest
 /// Time moves in steps. Each step ticks every live node once (in id order), then delivers the
 /// messages due at that step (in send order). After every input a node's Ready is processed
 /// at once and atomically: install the snapshot, persist entries and hard state, send, apply,
-/// release reads, advance.
+/// release reads, advance. With `asyncReadies`, a Ready may instead stay outstanding for a
+/// few steps while the core takes more input (as the runtime's does while it awaits its disk);
+/// a crash then completes only a prefix of its work.
 ///
-/// Invariants: one leader per term; log matching (checked on every durable write: an entry
-/// with the same index and term always has the same payload and the same previous term, which
-/// by induction makes the prefixes equal); leader completeness (every entry known committed
-/// is in the log or snapshot of every leader of a term at least the term it was seen committed
-/// in); state machine safety (one command per applied index across all nodes and snapshots);
-/// durability (a restarted node's commit index never goes back and its committed prefix
-/// matches); hard state sanity (term never decreases, no second vote in a term).
+/// Invariants, checked after every input a node handles and after every step: one leader per
+/// term; log matching (checked on every durable write: an entry with the same index and term
+/// always has the same payload and the same previous term, which by induction makes the
+/// prefixes equal); leader completeness (every entry known committed is in the log or
+/// snapshot of every leader of a term at least the term it was seen committed in); state
+/// machine safety (one command per applied index across all nodes and snapshots); durability
+/// (a restarted node's commit index is at least the one it persisted, and its committed prefix
+/// matches; a persisted commit never exceeds the persisted log); hard state sanity (term never
+/// decreases, no second vote in a term); reads (a released read index is not below any entry
+/// known committed when the read was asked). `deepChecks` adds, after every step, that each
+/// idle core's log is exactly its disk's and holds the committed entries at its committed
+/// indices, and leader completeness over each leader's whole log.
 final class RaftSimulation {
   let seed: UInt64
   let replay: String
@@ -44,6 +51,20 @@ final class RaftSimulation {
   private(set) var committed: [UInt64: (term: UInt64, seenInTerm: UInt64)] = [:]
   /// Entries applied anywhere, by index: the single payload allowed at that index.
   private(set) var applied: [UInt64: EntryPayload] = [:]
+  /// The highest index known committed anywhere.
+  private(set) var highestCommitted: UInt64 = 0
+  /// Check every invariant over every live node's whole in-memory log after each step (costly
+  /// for long logs; meant for compacting, randomized runs).
+  var deepChecks = false
+  /// The chance that a node's owner leaves a Ready outstanding for 1...3 steps instead of
+  /// doing its work at once; a crash meanwhile completes only part of that work.
+  var asyncReadies = 0.0
+
+  // Reads.
+  /// For each read asked for: the highest index known committed when it was asked. A released
+  /// read index below it would serve a state missing a write that completed before the read.
+  private(set) var readFloor: [[UInt8]: UInt64] = [:]
+  private(set) var readsReleased = 0
 
   // Client bookkeeping.
   /// Commands proposed, with the index the leader gave them.
@@ -102,15 +123,17 @@ final class RaftSimulation {
 
   func node(_ id: NodeID) -> SimNode { nodes[id]! }
   func core(_ id: NodeID) -> RaftCore? { nodes[id]?.core }
-  var liveIDs: [NodeID] { ids.filter { nodes[$0]!.isUp } }
+  /// The nodes that are up, sorted (kept up to date by start and crash: it is read constantly).
+  private(set) var liveIDs: [NodeID] = []
 
   private func start(_ id: NodeID) {
     let node = nodes[id]!
     precondition(node.core == nil)
     let core = RaftCore(id: id, config: config, restored: node.restoredState, seed: rng.next())
     node.core = core
-    if core.commitIndex < node.observedCommit {
-      fail("\(id) restarted with commit \(core.commitIndex) below its earlier \(node.observedCommit)")
+    liveIDs = ids.filter { nodes[$0]!.isUp }
+    if core.commitIndex < node.log.hardState.commit {
+      fail("\(id) restarted with commit \(core.commitIndex) below its persisted \(node.log.hardState.commit)")
     }
     if core.firstIndex <= core.commitIndex {
       for entry in core.entries where entry.index <= core.commitIndex {
@@ -126,7 +149,14 @@ final class RaftSimulation {
 
   func crash(_ id: NodeID) {
     guard let node = nodes[id], node.isUp else { return }
+    if let pending = node.pendingReady {
+      // The owner was part-way through this Ready: some prefix of its work is done (each
+      // part is atomic, as the runtime's are), the rest is lost.
+      node.pendingReady = nil
+      perform(pending.ready, on: node, parts: rng.int(in: 0...4))
+    }
     node.core = nil
+    liveIDs = ids.filter { nodes[$0]!.isUp }
     node.crashes += 1
     network.discard(involving: id)
   }
@@ -153,6 +183,10 @@ final class RaftSimulation {
     guard !halted else { return }
     now += 1
     for id in liveIDs {
+      if let pending = nodes[id]!.pendingReady, pending.dueAt <= now {
+        nodes[id]!.pendingReady = nil
+        perform(pending.ready, on: nodes[id]!, parts: 5)
+      }
       nodes[id]!.core!.tick()
       process(id)
     }
@@ -160,7 +194,7 @@ final class RaftSimulation {
       deliver(message)
     }
     if let limit = compactAbove {
-      for id in liveIDs { compactIfNeeded(id, limit: limit) }
+      for id in liveIDs where nodes[id]!.pendingReady == nil { compactIfNeeded(id, limit: limit) }
     }
     checkStepInvariants()
   }
@@ -203,8 +237,14 @@ final class RaftSimulation {
   }
 
   private func compactIfNeeded(_ id: NodeID, limit: Int) {
+    guard let core = nodes[id]!.core, core.entries.count > limit else { return }
+    compact(id)
+  }
+
+  /// Compacts a live node's log (core and disk) through its applied index.
+  func compact(_ id: NodeID) {
     let node = nodes[id]!
-    guard let core = node.core, core.entries.count > limit else { return }
+    guard let core = node.core else { return }
     let index = core.appliedIndex
     guard index > node.log.snapshot.index, let metadata = core.snapshotMetadata(at: index) else { return }
     node.core!.compact(through: index)
@@ -216,16 +256,36 @@ final class RaftSimulation {
 
   // MARK: - The Ready protocol
 
-  /// Processes every Ready the node has, in the documented order.
+  /// Processes every Ready the node has, in the documented order. With `asyncReadies` a Ready
+  /// may instead stay outstanding for a few steps (as while the runtime awaits its disk),
+  /// during which the core keeps taking ticks and messages.
   func process(_ id: NodeID) {
     let node = nodes[id]!
     guard node.core != nil else { return }
-    while !halted, let ready = node.core!.ready() {
+    while !halted, node.pendingReady == nil, let ready = node.core!.ready() {
+      if asyncReadies > 0 && rng.chance(asyncReadies) {
+        node.pendingReady = (ready, now + rng.int(in: 1...3))
+        break
+      }
+      perform(ready, on: node, parts: 5)
+    }
+    observeCommit(node)
+    checkLeader(node)
+  }
+
+  /// Does the first `parts` parts of a Ready's work (all five: and advances the core).
+  private func perform(_ ready: Ready, on node: SimNode, parts: Int) {
+    let id = node.id
+    if parts >= 1 {
       // 1. Snapshot.
       if let snapshot = ready.snapshot { install(snapshot, on: node) }
+    }
+    if parts >= 2 {
       // 2. Entries and hard state, in one write.
       if !ready.entries.isEmpty { persist(ready.entries, on: node) }
       if let hs = ready.hardState { persist(hs, on: node) }
+    }
+    if parts >= 3 {
       // 3. Messages.
       for var message in ready.messages {
         expect(message.from == id, "\(id) sent a message from \(message.from)")
@@ -239,18 +299,31 @@ final class RaftSimulation {
         }
         network.send(message, now: now, rng: &rng)
       }
+    }
+    if parts >= 4 {
       // 4. Apply.
       for entry in ready.committedEntries { apply(entry, on: node) }
-      // 5. Reads.
+    }
+    if parts >= 5 {
+      // 5. Reads. A follower may learn a read index beyond its own commit (its owner waits
+      // until it has applied that far); a leader's is its own commit index.
       for read in ready.readStates {
-        expect(
-          read.index <= node.core!.commitIndex,
-          "\(id) released a read at \(read.index) beyond its commit \(node.core!.commitIndex)")
+        if node.core!.role == .leader {
+          expect(
+            read.index <= node.core!.commitIndex,
+            "\(id) released a read at \(read.index) beyond its commit \(node.core!.commitIndex)")
+        }
+        if let floor = readFloor[read.context] {
+          expect(
+            read.index >= floor,
+            "stale read: \(id) released read \(String(decoding: read.context, as: UTF8.self)) at \(read.index), but \(floor) was committed before it was asked"
+          )
+        }
+        readsReleased += 1
         node.readStates.append(read)
       }
       node.core!.advance(ready)
     }
-    observeCommit(node)
   }
 
   private func install(_ snapshot: Snapshot, on node: SimNode) {
@@ -311,6 +384,9 @@ final class RaftSimulation {
         "\(node.id) voted for \(oldVote) and then \(String(describing: hs.vote)) in term \(hs.term)")
     }
     expect(hs.commit >= old.commit, "\(node.id) commit went back from \(old.commit) to \(hs.commit)")
+    expect(
+      hs.commit <= node.log.lastIndex,
+      "\(node.id) persists commit \(hs.commit) beyond its stored log \(node.log.lastIndex)")
     node.log.hardState = hs
   }
 
@@ -365,6 +441,7 @@ final class RaftSimulation {
       return
     }
     committed[index] = (term, seenInTerm)
+    highestCommitted = max(highestCommitted, index)
     for leaderID in liveIDs {
       guard let leader = nodes[leaderID]!.core, leader.role == .leader, leader.term >= seenInTerm
       else { continue }
@@ -390,17 +467,55 @@ final class RaftSimulation {
     }
   }
 
+  /// One leader per term, and a new leader holds every entry known committed (checked after
+  /// every input a node handles, so a leadership lasting less than a step is still seen).
+  private func checkLeader(_ node: SimNode) {
+    guard let core = node.core, core.role == .leader else { return }
+    if let other = leaderOfTerm[core.term] {
+      if other != core.id { fail("two leaders in term \(core.term): \(other) and \(core.id)") }
+      return
+    }
+    leaderOfTerm[core.term] = core.id
+    for (index, known) in committed.sorted(by: { $0.key < $1.key }) where known.seenInTerm <= core.term {
+      checkHas(core, index: index, term: known.term)
+    }
+  }
+
   private func checkStepInvariants() {
-    for id in liveIDs {
-      let core = nodes[id]!.core!
-      guard core.role == .leader else { continue }
-      if let other = leaderOfTerm[core.term] {
-        if other != id { fail("two leaders in term \(core.term): \(other) and \(id)") }
+    for id in liveIDs { checkLeader(nodes[id]!) }
+    if deepChecks { checkWholeLogs() }
+  }
+
+  /// The deep checks, over every live node's whole in-memory log:
+  /// - the core's log is exactly what its disk holds (the Ready protocol lost nothing), so
+  ///   the log matching check made on every durable write covers the in-memory logs too;
+  /// - every entry a node holds at or below its commit index is the one known committed;
+  /// - leader completeness: every leader holds every entry known committed (from its
+  ///   compaction point on) at a term not above its own.
+  private func checkWholeLogs() {
+    for id in liveIDs where !halted {
+      let node = nodes[id]!
+      let core = node.core!
+      if node.pendingReady == nil
+        && (core.firstIndex != node.log.snapshot.index + 1 || core.entries != node.log.entries)
+      {
+        fail(
+          "\(id): in-memory log [\(core.firstIndex), \(core.lastIndex)] differs from its disk [\(node.log.snapshot.index + 1), \(node.log.lastIndex)]"
+        )
         continue
       }
-      leaderOfTerm[core.term] = id
-      for (index, known) in committed.sorted(by: { $0.key < $1.key }) where known.seenInTerm <= core.term {
-        checkHas(core, index: index, term: known.term)
+      for entry in core.entries {
+        guard entry.index <= core.commitIndex else { break }
+        if let known = committed[entry.index], known.term != entry.term {
+          fail("\(id) holds term \(entry.term) at committed \(entry.index), committed was term \(known.term)")
+        }
+      }
+      if core.role == .leader && highestCommitted >= core.firstIndex - 1 {
+        for index in (core.firstIndex - 1)...highestCommitted {
+          if let known = committed[index], known.seenInTerm <= core.term {
+            checkHas(core, index: index, term: known.term)
+          }
+        }
       }
     }
   }
@@ -425,9 +540,14 @@ final class RaftSimulation {
     let ok = run(
       until: {
         let pool = candidates ?? liveIDs.filter { !network.isolated.contains($0) }
-        let leaders = pool.filter { nodes[$0]!.core?.role == .leader }
-        let top = pool.compactMap { nodes[$0]!.core?.term }.max() ?? 0
-        found = leaders.first { nodes[$0]!.core!.term == top }
+        // A leader no member of its group has overtaken (a removed node may campaign on in
+        // terms of its own, ignored by the group).
+        found = pool.filter { nodes[$0]!.core?.role == .leader }.first { id in
+          let core = nodes[id]!.core!
+          return pool.allSatisfy { other in
+            !core.membership.contains(other) || (nodes[other]!.core?.term ?? 0) <= core.term
+          }
+        }
         return found != nil
       }, maxSteps: maxSteps)
     if !ok {
@@ -487,6 +607,40 @@ final class RaftSimulation {
     return nil
   }
 
+  /// Proposes all of `commands` at once (to whichever node leads), resubmitting any that is
+  /// lost to another leader or stalls, until each is applied at one index by at least
+  /// `expected` live nodes. False (and a failure) on timeout.
+  @discardableResult
+  func commitAll(
+    _ commands: [[UInt8]], expected: Int, maxSteps: Int = 1000, file: StaticString = #filePath,
+    line: UInt = #line
+  ) -> Bool {
+    let deadline = now + maxSteps
+    var attempts: [(index: UInt64, at: Int)?] = Array(repeating: nil, count: commands.count)
+    var done = Array(repeating: false, count: commands.count)
+    while now < deadline && !halted {
+      for (k, bytes) in commands.enumerated() where !done[k] {
+        if let attempt = attempts[k] {
+          let (count, cmd) = nCommitted(attempt.index)
+          if count >= expected && cmd == bytes {
+            done[k] = true
+            continue
+          }
+          if (count > 0 && cmd != bytes) || now - attempt.at > 4 * config.electionTicks { attempts[k] = nil }
+        }
+        if attempts[k] == nil, let index = propose(bytes) { attempts[k] = (index, now) }
+      }
+      if !done.contains(false) { return true }
+      step()
+    }
+    if !halted {
+      fail(
+        "\(done.count { !$0 }) of \(commands.count) proposals did not reach \(expected) nodes within \(maxSteps) steps",
+        file: file, line: line)
+    }
+    return false
+  }
+
   /// Every acknowledged command is applied at its index by every node in `members`.
   func checkAcknowledgedAppliedEverywhere(_ members: [NodeID]) {
     for id in members {
@@ -531,6 +685,7 @@ extension RaftSimulation {
   @discardableResult
   func readIndex(at id: NodeID, context: [UInt8]) -> Bool {
     guard let node = nodes[id], node.isUp else { return false }
+    readFloor[context] = highestCommitted
     do {
       try node.core!.readIndex(context: context)
     } catch {
@@ -538,6 +693,37 @@ extension RaftSimulation {
     }
     process(id)
     return true
+  }
+
+  /// Asks leader `id` to hand leadership to `target`.
+  func transfer(from id: NodeID, to target: NodeID) throws(RaftError) {
+    try nodes[id]!.core!.transferLeadership(to: target)
+    process(id)
+  }
+
+  /// Proposes `change` at `id`; returns the index of its entry.
+  @discardableResult
+  func proposeMembershipChange(_ change: MembershipChange, at id: NodeID) throws(RaftError) -> UInt64 {
+    let index = try nodes[id]!.core!.proposeMembershipChange(change)
+    process(id)
+    return index
+  }
+
+  /// How many membership entries have been applied (at distinct indices).
+  var membershipEntriesApplied: Int {
+    applied.values.count { if case .membership = $0 { true } else { false } }
+  }
+
+  /// One line per node: its role, term, leader, log, commit and membership (failure traces).
+  var stateDescription: String {
+    ids.map { id in
+      guard let core = nodes[id]!.core else { return "\(id): down" }
+      let members = core.membership
+      return "\(id): \(core.role) term \(core.term) leader \(core.leader.map(\.rawValue) ?? "-") "
+        + "log [\(core.firstIndex), \(core.lastIndex)] last term \(core.entries.last?.term ?? 0) "
+        + "commit \(core.commitIndex) voters \(members.voters) learners \(members.learners)"
+        + (network.isolated.contains(id) ? " (isolated)" : "")
+    }.joined(separator: "\n")
   }
 
   /// The read `id` released for `context`, if any.

@@ -7,6 +7,11 @@ struct NetworkOptions: Sendable {
   var duplicateRate = 0.0
   var minDelay = 1
   var maxDelay = 1
+  /// The labs' long reordering: this share of the answers (responses of every kind) is held
+  /// back for `2 + r` more steps, `r` drawn from `0...s` with `s` drawn from `0...longDelay`
+  /// (so short holds are common and holds of up to `longDelay` rare).
+  var longReorderRate = 0.0
+  var longDelay = 0
 
   static let reliable = NetworkOptions()
   /// The classic labs' unreliable network: a tenth of the messages lost, some duplicated,
@@ -66,7 +71,10 @@ final class SimNetwork {
     sentByKind[message.kind, default: 0] += 1
     let copies = rng.chance(options.duplicateRate) ? 2 : 1
     for _ in 0..<copies {
-      let delay = rng.int(in: options.minDelay...max(options.minDelay, options.maxDelay))
+      var delay = rng.int(in: options.minDelay...max(options.minDelay, options.maxDelay))
+      if message.kind.isResponse && rng.chance(options.longReorderRate) {
+        delay += 2 + rng.int(in: 0...rng.int(in: 0...max(0, options.longDelay)))
+      }
       inFlight.append(InFlight(deliverAt: now + delay, sequence: nextSequence, message: message))
       nextSequence += 1
     }
@@ -100,5 +108,14 @@ final class SimNetwork {
 
   func count(_ kinds: Set<MessageKind>) -> Int {
     kinds.reduce(0) { $0 + sentByKind[$1, default: 0] }
+  }
+}
+
+extension MessageKind {
+  var isResponse: Bool {
+    switch self {
+    case .preVoteResponse, .voteResponse, .appendResponse, .heartbeatResponse, .readIndexResponse: true
+    default: false
+    }
   }
 }

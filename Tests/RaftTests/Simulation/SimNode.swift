@@ -75,6 +75,8 @@ final class SimNode {
   /// Reads released to this node's owner, in order.
   var readStates: [ReadState] = []
   var crashes = 0
+  /// A Ready taken from the core whose work is under way, and the step it completes at.
+  var pendingReady: (ready: Ready, dueAt: Int)?
   /// The highest commit index this node ever reported (survives crashes).
   var observedCommit: UInt64 = 0
 
@@ -84,7 +86,9 @@ final class SimNode {
     log = DurableLog(hardState: boot.hardState, snapshot: boot.snapshot)
   }
 
-  var isUp: Bool { core != nil }
+  var isUp: Bool {
+    if case .some = core { true } else { false }
+  }
 
   var restoredState: RestoredState {
     RestoredState(

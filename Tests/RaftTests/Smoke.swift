@@ -1,7 +1,0 @@
-import XCTest
-
-@testable import Raft
-
-final class RaftSmokeTests: XCTestCase {
-  func testModuleLinks() {}
-}
