@@ -10,6 +10,10 @@ struct RaftLog: Sendable {
   /// The membership in force at `compactedIndex`.
   private(set) var compactedMembership: Membership
   private(set) var entries: [Entry]
+  /// The indices of the membership entries in `entries`, ascending. Kept beside the log so
+  /// that finding the membership in force costs the (few) membership changes, not a scan
+  /// of the whole log on every append.
+  private var membershipIndices: [UInt64]
   var stableIndex: UInt64
   var committed: UInt64
   /// Acknowledged as applied by the owner.
@@ -22,6 +26,7 @@ struct RaftLog: Sendable {
     compactedTerm = snapshot.term
     compactedMembership = snapshot.membership
     self.entries = entries.filter { $0.index > snapshot.index }
+    membershipIndices = self.entries.filter(\.isMembershipChange).map(\.index)
     stableIndex = snapshot.index + UInt64(self.entries.count)
     let last = snapshot.index + UInt64(self.entries.count)
     self.committed = min(max(committed, snapshot.index), last)
@@ -93,6 +98,8 @@ struct RaftLog: Sendable {
     precondition(from <= lastIndex + 1, "Raft: gap before entry \(from)")
     entries.removeLast(Int(lastIndex + 1 - from))
     entries.append(contentsOf: newEntries[start...])
+    membershipIndices.removeAll { $0 >= from }
+    membershipIndices.append(contentsOf: newEntries[start...].filter(\.isMembershipChange).map(\.index))
     stableIndex = min(stableIndex, from - 1)
     return from
   }
@@ -112,6 +119,7 @@ struct RaftLog: Sendable {
     guard index > compactedIndex, index <= applied, let term = term(at: index) else { return }
     compactedMembership = membership(at: index)
     entries.removeFirst(Int(index - compactedIndex))
+    membershipIndices.removeAll { $0 <= index }
     compactedIndex = index
     compactedTerm = term
   }
@@ -122,6 +130,7 @@ struct RaftLog: Sendable {
     compactedTerm = snapshot.term
     compactedMembership = snapshot.membership
     entries.removeAll()
+    membershipIndices.removeAll()
     stableIndex = snapshot.index
     committed = snapshot.index
     applied = snapshot.index
@@ -130,22 +139,17 @@ struct RaftLog: Sendable {
 
   /// The membership in force at `index`: the newest membership entry at or before it.
   func membership(at index: UInt64) -> Membership {
-    var i = min(index, lastIndex)
-    while i > compactedIndex {
-      if case .membership(let m) = entries[Int(i - compactedIndex - 1)].payload { return m }
-      i -= 1
+    if let newest = membershipIndices.last(where: { $0 <= index }),
+      case .membership(let m) = entries[Int(newest - compactedIndex - 1)].payload
+    {
+      return m
     }
     return compactedMembership
   }
 
   /// The index of the newest membership entry, or the compaction point.
   func lastMembershipIndex() -> UInt64 {
-    var i = lastIndex
-    while i > compactedIndex {
-      if case .membership = entries[Int(i - compactedIndex - 1)].payload { return i }
-      i -= 1
-    }
-    return compactedIndex
+    membershipIndices.last ?? compactedIndex
   }
 
   /// For fast back-up: the newest index whose term is at most `term`, searching down from
@@ -165,5 +169,12 @@ struct RaftLog: Sendable {
     var i = index
     while i > firstIndex, self.term(at: i - 1) == term { i -= 1 }
     return i
+  }
+}
+
+extension Entry {
+  var isMembershipChange: Bool {
+    if case .membership = payload { return true }
+    return false
   }
 }
