@@ -103,7 +103,8 @@ public struct ControllerClerk: Sendable {
         }
       },
       interpret: Self.verdict,
-      giveUp: { .timeout(lastError: $0) }
+      giveUp: { .timeout(lastError: $0) },
+      notServed: { .rejected("\($0): controller commands need a shard controller replica") }
     ).get()
   }
 

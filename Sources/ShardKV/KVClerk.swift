@@ -79,7 +79,8 @@ public struct KVClerk: Sendable {
         }
       },
       interpret: Self.verdict,
-      giveUp: { .timeout(lastError: $0) }
+      giveUp: { .timeout(lastError: $0) },
+      notServed: { .invalidArgument("\($0): is it a shard controller rather than a KV group member?") }
     ).get()
   }
 

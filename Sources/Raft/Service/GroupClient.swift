@@ -61,11 +61,14 @@ public actor GroupClient {
   ///   - encode: the request's bytes for a sequence number.
   ///   - interpret: what a reply means; an undecodable reply should say `.tryNextMember`.
   ///   - giveUp: the failure to report after the deadline, given the last error seen.
+  ///   - notServed: the failure to report at once when a member does not serve `method` at
+  ///     all (the address belongs to another kind of node); waiting cannot change that.
   public func perform<Value: Sendable, Failure: Error>(
     method: String, isWrite: Bool,
     encode: @Sendable (_ sequence: UInt64) -> Result<[UInt8], Failure>,
     interpret: @Sendable ([UInt8]) -> ReplyVerdict<Value, Failure>,
-    giveUp: @Sendable (_ lastError: String) -> Failure
+    giveUp: @Sendable (_ lastError: String) -> Failure,
+    notServed: @Sendable (_ detail: String) -> Failure
   ) async -> Result<Value, Failure> {
     if busy {
       await withCheckedContinuation { queued.append($0) }
@@ -109,6 +112,8 @@ public actor GroupClient {
         case .retryLater(let why):
           lastError = "\(server): \(why)"
         }
+      } catch RPCError.remote(code: .unknownMethod, _) {
+        return .failure(notServed("\(server) does not serve \(method)"))
       } catch {
         lastError = "\(server): \(error)"
         preferred += 1
