@@ -42,6 +42,13 @@ public final class ControllerStateMachine: StateMachine {
     /// configs[n] is configuration n; empty until the shard count is fixed.
     var configs: [ShardConfiguration] = []
     var sessions: [UInt64: Shardkv_Ctrler_Session] = [:]
+
+    /// Configuration `num` (-1 or past the latest: the latest); before anything was applied,
+    /// configuration 0 of `fallbackShardCount` shards.
+    func configuration(_ num: Int64, fallbackShardCount: Int) -> ShardConfiguration {
+      guard let latest = configs.last else { return .initial(shardCount: shardCount ?? fallbackShardCount) }
+      return num >= 0 && num < Int64(configs.count) ? configs[Int(num)] : latest
+    }
   }
 
   public let options: Options
@@ -77,19 +84,16 @@ public final class ControllerStateMachine: StateMachine {
   /// The shard count: fixed by the log once anything was applied, else this replica's own.
   public var shardCount: Int { state.withLock { $0.shardCount ?? options.shardCount } }
 
+  /// Client sessions currently remembered.
+  public var sessionCount: Int { state.withLock { $0.sessions.count } }
+
   /// The latest configuration number.
   public var latestNum: UInt64 { state.withLock { UInt64(max(0, $0.configs.count - 1)) } }
 
   /// Configuration `num` as applied on this replica (-1 or past the latest: the latest).
   /// Linearizable only after a read barrier.
   public func configuration(_ num: Int64) -> ShardConfiguration {
-    state.withLock { state in
-      guard !state.configs.isEmpty else {
-        return .initial(shardCount: state.shardCount ?? options.shardCount)
-      }
-      if num >= 0 && num < Int64(state.configs.count) { return state.configs[Int(num)] }
-      return state.configs[state.configs.count - 1]
-    }
+    state.withLock { $0.configuration(num, fallbackShardCount: options.shardCount) }
   }
 
   // MARK: - Applying
@@ -165,7 +169,7 @@ public final class ControllerStateMachine: StateMachine {
         next = try latest.updatingMembers(of: update.gid, to: update.members.addresses)
       case .query(let query):
         reply = Self.reply(.ok)
-        reply.config = configurationLocked(query.num, in: state).message
+        reply.config = state.configuration(query.num, fallbackShardCount: options.shardCount).message
         return (reply, command.stampMs)
       case nil:
         return (Self.reply(.invalidArgument, "the request names no operation"), command.stampMs)
@@ -186,11 +190,6 @@ public final class ControllerStateMachine: StateMachine {
       batch.put(key: Self.sessionKey(request.clientID), value: try session.serializedBytes(), in: family)
     }
     return (reply, command.stampMs)
-  }
-
-  private func configurationLocked(_ num: Int64, in state: State) -> ShardConfiguration {
-    if num >= 0 && num < Int64(state.configs.count) { return state.configs[Int(num)] }
-    return state.configs[state.configs.count - 1]
   }
 
   private func sweepSessions(now: UInt64, state: inout State, batch: inout WriteBatch) {

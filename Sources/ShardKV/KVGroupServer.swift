@@ -101,7 +101,7 @@ public struct KVGroupServer: Sendable {
     return reply
   }
 
-  // MARK: - Node commands
+  // MARK: - Diagnostics
 
   func directGet(_ payload: [UInt8]) throws -> [UInt8] {
     var reply = Shardkv_DirectGetReply()

@@ -19,20 +19,25 @@ final class ControllerStateMachineTests: XCTestCase {
     try? FileManager.default.removeItem(atPath: root)
   }
 
-  func open(_ name: String, shardCount: Int = 8) throws -> (RocksDB, ControllerStateMachine) {
+  func open(
+    _ name: String, shardCount: Int = 8, sessionTimeout: Duration = .seconds(3600)
+  ) throws -> (RocksDB, ControllerStateMachine) {
     let db = try RocksDB(path: root + "/" + name, columnFamilies: ControllerStateMachine.columnFamilies)
-    return (db, try ControllerStateMachine(db: db, options: .init(shardCount: shardCount)))
+    let options = ControllerStateMachine.Options(
+      shardCount: shardCount, sessionTimeout: sessionTimeout, sessionSweepInterval: 1)
+    return (db, try ControllerStateMachine(db: db, options: options))
   }
 
   func command(
-    _ op: Shardkv_Ctrler_CtrlerRequest.OneOf_Op, client: UInt64 = 1, sequence: UInt64, shardCount: UInt32 = 8
+    _ op: Shardkv_Ctrler_CtrlerRequest.OneOf_Op, client: UInt64 = 1, sequence: UInt64, shardCount: UInt32 = 8,
+    stampMs: UInt64 = 1000
   ) -> [UInt8] {
     var command = Shardkv_Ctrler_Command()
     command.request.op = op
     command.request.clientID = client
     command.request.sequence = sequence
     command.shardCount = shardCount
-    command.stampMs = 1000
+    command.stampMs = stampMs
     return (try? command.serializedBytes()) ?? []
   }
 
@@ -105,6 +110,23 @@ final class ControllerStateMachineTests: XCTestCase {
     XCTAssertEqual(try Shardkv_Ctrler_CtrlerReply(serializedBytes: results[0]).error, .invalidArgument)
     XCTAssertEqual(machine.appliedIndex, 1)
     XCTAssertEqual(machine.latestNum, 0)
+    db.close()
+  }
+
+  func testIdleSessionsExpireByLogTimeAndStayExpiredAfterReopening() throws {
+    var (db, machine) = try open("f", sessionTimeout: .seconds(10))
+    _ = try machine.apply(
+      entries([
+        command(join(1), client: 1, sequence: 1, stampMs: 1_000),
+        command(join(2), client: 2, sequence: 1, stampMs: 8_000),
+      ]))
+    XCTAssertEqual(machine.sessionCount, 2)
+    // At log time 15 s client 1 has been idle 14 s (> 10 s) and client 2 only 7 s.
+    _ = try machine.apply(entries([command(join(3), client: 3, sequence: 1, stampMs: 15_000)], from: 3))
+    XCTAssertEqual(machine.sessionCount, 2)
+    db.close()
+    (db, machine) = try open("f", sessionTimeout: .seconds(10))
+    XCTAssertEqual(machine.sessionCount, 2, "the expiry was written to disk")
     db.close()
   }
 }
