@@ -3,7 +3,7 @@ import PackageDescription
 
 let package = Package(
   name: "ShardKV",
-  platforms: [.macOS(.v14)],
+  platforms: [.macOS(.v15)],
   products: [
     .executable(name: "kvd", targets: ["kvd"]),
     .executable(name: "kvctl", targets: ["kvctl"]),

@@ -14,7 +14,8 @@ import Darwin
 ///
 /// Not reentrant: a thread that holds the read lock must not ask for the write lock (it would
 /// deadlock), so nothing that releases a `RocksSnapshot` may run inside a read-locked region.
-/// `Synchronization.Mutex` is not used because the package still supports macOS 14.
+/// The standard library has no reader-writer lock (`Synchronization.Mutex`, the package's mutex,
+/// would serialize every read and write), hence this one.
 final class ReadWriteLock: @unchecked Sendable {
   // Heap-allocated because a pthread lock must never move in memory.
   private let lock: UnsafeMutablePointer<pthread_rwlock_t>
@@ -48,31 +49,5 @@ final class ReadWriteLock: @unchecked Sendable {
     precondition(result == 0, "pthread_rwlock_wrlock failed: \(result)")
     defer { pthread_rwlock_unlock(lock) }
     return try body()
-  }
-}
-
-/// A plain pthread mutex for short critical sections that may run while the
-/// `ReadWriteLock` is held for reading (several readers may touch the same bookkeeping at once).
-final class PlainLock: @unchecked Sendable {
-  private let mutex: UnsafeMutablePointer<pthread_mutex_t>
-
-  init() {
-    mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    mutex.initialize(to: pthread_mutex_t())
-    let result = pthread_mutex_init(mutex, nil)
-    precondition(result == 0, "pthread_mutex_init failed: \(result)")
-  }
-
-  deinit {
-    pthread_mutex_destroy(mutex)
-    mutex.deinitialize(count: 1)
-    mutex.deallocate()
-  }
-
-  func withLock<Result>(_ body: () -> Result) -> Result {
-    let result = pthread_mutex_lock(mutex)
-    precondition(result == 0, "pthread_mutex_lock failed: \(result)")
-    defer { pthread_mutex_unlock(mutex) }
-    return body()
   }
 }

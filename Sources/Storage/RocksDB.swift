@@ -1,4 +1,5 @@
 import CRocksDB
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -79,7 +80,10 @@ public final class RocksDB: @unchecked Sendable {
   /// Guarded by `resourcesLock`, which may be taken while `lock` is held either way.
   private var resources: [UInt64: NativeResource] = [:]
   private var nextResourceID: UInt64 = 0
-  private let resourcesLock = PlainLock()
+  /// Guards the two properties above instead of holding them: a value moved into a `Mutex` must
+  /// be `sending`, and a registered iterator's C handles stay shared with its `RocksIterator`
+  /// (safely, because of `lock`; see the type's documentation).
+  private let resourcesLock = Mutex(())
 
   /// Opens the database at `path`, creating it (if `options.createIfMissing`) and any column
   /// family in `columnFamilies` that does not exist yet.
@@ -160,7 +164,7 @@ public final class RocksDB: @unchecked Sendable {
   public func close() {
     lock.withWriteLock {
       guard let native else { return }
-      let open = resourcesLock.withLock {
+      let open = resourcesLock.withLock { _ in
         let open = resources
         resources = [:]
         return open
@@ -449,7 +453,7 @@ public final class RocksDB: @unchecked Sendable {
   }
 
   private func register(_ resource: NativeResource) -> UInt64 {
-    resourcesLock.withLock {
+    resourcesLock.withLock { _ in
       nextResourceID += 1
       resources[nextResourceID] = resource
       return nextResourceID
@@ -460,7 +464,7 @@ public final class RocksDB: @unchecked Sendable {
   /// (for reading if the resource is used by one thread only, for writing otherwise).
   func release(resourceID: UInt64) {
     guard let native else { return }
-    let resource = resourcesLock.withLock { resources.removeValue(forKey: resourceID) }
+    let resource = resourcesLock.withLock { _ in resources.removeValue(forKey: resourceID) }
     resource?.destroy(database: native.database)
   }
 

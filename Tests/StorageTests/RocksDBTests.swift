@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import Synchronization
 import XCTest
 
 @testable import Storage
@@ -270,19 +271,14 @@ final class RocksDBTests: TemporaryDirectoryTestCase {
 }
 
 /// A thread-safe counter for failures seen on worker threads.
-final class FailureCounter: @unchecked Sendable {
-  private let lock = NSLock()
-  private var value = 0
+final class FailureCounter: Sendable {
+  private let value = Mutex(0)
 
   func record() {
-    lock.lock()
-    value += 1
-    lock.unlock()
+    value.withLock { $0 += 1 }
   }
 
   var count: Int {
-    lock.lock()
-    defer { lock.unlock() }
-    return value
+    value.withLock { $0 }
   }
 }

@@ -1,3 +1,4 @@
+import Synchronization
 import XCTest
 
 @testable import Wire
@@ -39,7 +40,7 @@ func rpcError(
 
 /// A thread-safe counter / recorder for handlers.
 final class Recorder<Value: Sendable>: Sendable {
-  private let values = LockedValue<[Value]>([])
+  private let values = Mutex<[Value]>([])
 
   func append(_ value: Value) {
     values.withLock { $0.append(value) }

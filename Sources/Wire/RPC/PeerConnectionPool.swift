@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// The connections of one `RPCClient` to one peer, plus the peer's reconnect backoff.
 ///
@@ -19,7 +20,7 @@ final class PeerConnectionPool: Sendable {
   private let address: PeerAddress
   private let configuration: RPCClient.Configuration
   private let group: any EventLoopGroup
-  private let state: LockedValue<State>
+  private let state: Mutex<State>
 
   private enum Slot: Sendable {
     case idle
@@ -59,7 +60,7 @@ final class PeerConnectionPool: Sendable {
     self.address = address
     self.configuration = configuration
     self.group = group
-    self.state = LockedValue(
+    self.state = Mutex(
       State(slots: Array(repeating: .idle, count: max(1, configuration.connectionsPerPeer))))
   }
 
@@ -219,7 +220,7 @@ final class PeerConnectionPool: Sendable {
     let eventLoop = future.eventLoop
     let result = eventLoop.makePromise(of: RPCConnection.self)
     // Whoever flips `done` first completes `result`; the others do nothing.
-    let done = LockedValue(false)
+    let done = Mutex(false)
     let claim: @Sendable () -> Bool = {
       done.withLock { done in
         defer { done = true }; return !done

@@ -1,4 +1,5 @@
 import NIOCore
+import Synchronization
 
 /// The calls in flight on one client connection, by request id.
 ///
@@ -15,7 +16,7 @@ final class PendingCalls: Sendable {
     var closedBecause: RPCError?
   }
 
-  private let state = LockedValue(State())
+  private let state = Mutex(State())
 
   /// Adds a call and returns its request id.
   ///

@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// Calls RPCs on peers over TCP.
 ///
@@ -43,7 +44,7 @@ public final class RPCClient: Sendable {
 
   public let configuration: Configuration
   private let group: any EventLoopGroup
-  private let state = LockedValue(State())
+  private let state = Mutex(State())
 
   private struct State {
     var pools: [String: PeerConnectionPool] = [:]

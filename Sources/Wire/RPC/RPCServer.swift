@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// Serves RPCs over TCP: accepts connections, reads request frames, runs the registered handler
 /// for each request concurrently, and writes each reply as soon as it is ready (so replies on
@@ -110,7 +111,7 @@ public final class RPCServer: Sendable {
 final class RPCServerCore: Sendable {
   let handlers: RPCHandlers
   let configuration: RPCServer.Configuration
-  private let state = LockedValue(State())
+  private let state = Mutex(State())
 
   private struct State {
     var isShutdown = false

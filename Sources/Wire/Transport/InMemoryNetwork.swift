@@ -1,3 +1,5 @@
+import Synchronization
+
 /// A simulated network for in-process clusters: every node gets a `Transport` from one shared
 /// network, and the network decides, from a seeded generator, what happens to each message.
 ///
@@ -71,11 +73,11 @@ public final class InMemoryNetwork: Sendable {
 
   /// The seed the network's generator started from (print it when a test fails).
   public let seed: UInt64
-  private let state: LockedValue<State>
+  private let state: Mutex<State>
 
   public init(seed: UInt64, faults: NetworkFaults = .none) {
     self.seed = seed
-    state = LockedValue(State(generator: SeededGenerator(seed: seed), faults: faults))
+    state = Mutex(State(generator: SeededGenerator(seed: seed), faults: faults))
   }
 
   /// The transport node `node` uses: its calls come from `node`, and what it serves belongs to

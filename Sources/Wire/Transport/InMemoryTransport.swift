@@ -1,3 +1,5 @@
+import Synchronization
+
 /// One node's view of an `InMemoryNetwork`; see there for the fault model.
 ///
 /// Addresses are arbitrary strings (conventionally the node's `host:port`); `listen` uses the
@@ -6,7 +8,7 @@ public final class InMemoryTransport: Transport {
   /// The node this transport calls from and serves for.
   public let node: String
   public let network: InMemoryNetwork
-  private let isShutdown = LockedValue(false)
+  private let isShutdown = Mutex(false)
 
   init(node: String, network: InMemoryNetwork) {
     self.node = node

@@ -1,3 +1,5 @@
+import Synchronization
+
 /// Where an in-memory call's reply lands, and where its caller waits for it with a deadline.
 ///
 /// The first of reply, deadline and cancellation to arrive wins; later ones are ignored (a
@@ -9,7 +11,7 @@ final class ReplySlot: Sendable {
     case done(Result<[UInt8], RPCError>)
   }
 
-  private let state = LockedValue(State.pending)
+  private let state = Mutex(State.pending)
 
   /// Delivers `result` unless the slot is already done.
   func complete(_ result: Result<[UInt8], RPCError>) {
