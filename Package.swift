@@ -29,9 +29,13 @@ let package = Package(
       providers: [.apt(["libzstd-dev"])]
     ),
     .target(name: "Storage", dependencies: ["CRocksDB", "CZstd"]),
+    // The one seeded random number generator: a leaf with no dependencies, so that both Wire
+    // and the pure Raft core can use it (and re-export it).
+    .target(name: "Seeded"),
     .target(
       name: "Wire",
       dependencies: [
+        "Seeded",
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -41,7 +45,7 @@ let package = Package(
     .target(
       name: "Raft",
       dependencies: [
-        "Storage", "Wire",
+        "Seeded", "Storage", "Wire",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       ]
@@ -90,6 +94,7 @@ let package = Package(
       ],
       path: "Sources/Tools/kvbench"
     ),
+    .testTarget(name: "SeededTests", dependencies: ["Seeded"]),
     .testTarget(name: "StorageTests", dependencies: ["Storage"]),
     .testTarget(name: "WireTests", dependencies: ["Wire"]),
     .testTarget(name: "RaftTests", dependencies: ["Raft"]),

@@ -214,6 +214,22 @@ final class InMemoryNetworkTests: XCTestCase {
     await t["a"]?.shutdown()
     await assertEqual(await call(t, "a", "b"), .failure(.shutdown))
   }
+
+  func testFateSequenceIsDeterministicPerSeed() {
+    let faults = NetworkFaults(
+      dropProbability: 0.3, duplicateProbability: 0.2, delay: .milliseconds(1) ... .milliseconds(9))
+    func fates(seed: UInt64) -> [MessageFate] {
+      var generator = SeededGenerator(seed: seed)
+      return (0..<1000).map { _ in MessageFate.draw(using: &generator, faults: faults) }
+    }
+    XCTAssertEqual(fates(seed: 7), fates(seed: 7))
+    XCTAssertNotEqual(fates(seed: 7), fates(seed: 8))
+    let sample = fates(seed: 7)
+    let dropped = sample.filter(\.requestDropped).count
+    XCTAssertTrue((200...400).contains(dropped), "dropped \(dropped) of 1000 at p=0.3")
+    XCTAssertTrue(
+      sample.allSatisfy { (Duration.milliseconds(1)...Duration.milliseconds(9)).contains($0.requestDelay) })
+  }
 }
 
 /// One call from node `from` to address `to`, as a Result.

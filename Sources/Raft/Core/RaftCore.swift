@@ -1,3 +1,5 @@
+import Seeded
+
 /// What a node finds on its disk when it starts: the compaction point (for a brand-new node, a
 /// position at index 0 carrying the bootstrap membership), the entries after it, the hard
 /// state, and how far its durable state machine has applied.
@@ -49,7 +51,9 @@ public struct RaftCore: Sendable {
 
   private var vote: NodeID?
   private var log: RaftLog
-  private var rng: SplitMix64
+  /// Election jitter. The core takes its randomness from here, never from the system, so one
+  /// seed replays a whole simulation.
+  private var rng: SeededGenerator
 
   /// Logical time: ticks since this core was created.
   private var now = 0
@@ -85,7 +89,7 @@ public struct RaftCore: Sendable {
   public init(id: NodeID, config: RaftConfig = RaftConfig(), restored: RestoredState, seed: UInt64) {
     self.id = id
     self.config = config
-    self.rng = SplitMix64(seed: seed ^ UInt64(truncatingIfNeeded: id.rawValue.hashValueStable))
+    self.rng = SeededGenerator(seed: seed ^ UInt64(truncatingIfNeeded: id.rawValue.hashValueStable))
     self.log = RaftLog(
       snapshot: restored.snapshot, entries: restored.entries,
       committed: restored.hardState.commit, applied: restored.applied)

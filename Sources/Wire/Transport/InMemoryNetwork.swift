@@ -1,3 +1,4 @@
+import Seeded
 import Synchronization
 
 /// A simulated network for in-process clusters: every node gets a `Transport` from one shared

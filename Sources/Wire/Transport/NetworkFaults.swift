@@ -1,3 +1,5 @@
+import Seeded
+
 /// The probabilistic faults of an `InMemoryNetwork`, applied to every call independently.
 ///
 /// A call is two messages, the request and the reply. Each is lost with `dropProbability` and

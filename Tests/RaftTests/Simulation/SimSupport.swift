@@ -6,9 +6,9 @@ import XCTest
 /// Everything random in a simulation draws from one of these, seeded from the test's seed,
 /// so a seed replays a whole run.
 struct SimRandom {
-  private var generator: SplitMix64
+  private var generator: SeededGenerator
 
-  init(seed: UInt64) { generator = SplitMix64(seed: seed) }
+  init(seed: UInt64) { generator = SeededGenerator(seed: seed) }
 
   mutating func next() -> UInt64 { generator.next() }
 

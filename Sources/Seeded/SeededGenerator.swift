@@ -1,8 +1,12 @@
 /// A small, fast, deterministic random number generator (SplitMix64).
 ///
-/// Everything in ShardKV that makes a random choice in tests — fault injection here, election
-/// jitter in Raft — draws from one of these so that a seed replays a run exactly. SplitMix64
-/// passes BigCrush, needs 8 bytes of state and accepts any seed, including 0.
+/// Everything in ShardKV that makes a random choice in tests — fault injection in Wire's
+/// in-memory network, election jitter in Raft — draws from one of these so that a seed replays a
+/// run exactly. SplitMix64 passes BigCrush, needs 8 bytes of state and accepts any seed,
+/// including 0.
+///
+/// It lives in this leaf module, which imports nothing, so that both Wire and Raft's pure core
+/// can use it; both re-export it, so `import Wire` or `import Raft` is enough to name it.
 ///
 /// Not cryptographically secure.
 public struct SeededGenerator: RandomNumberGenerator, Sendable, Hashable {
