@@ -6,6 +6,7 @@ public enum ConfigurationError: Error, Hashable, Sendable, CustomStringConvertib
   case unknownGroup(GroupID)
   case noMembers(GroupID)
   case shardOutOfRange(Int, shardCount: Int)
+  case lastGroups
 
   public var description: String {
     switch self {
@@ -15,6 +16,8 @@ public enum ConfigurationError: Error, Hashable, Sendable, CustomStringConvertib
     case .unknownGroup(let gid): return "group \(gid) is not in the configuration"
     case .noMembers(let gid): return "group \(gid) needs at least one member"
     case .shardOutOfRange(let shard, let count): return "shard \(shard) is out of range 0..<\(count)"
+    case .lastGroups:
+      return "cannot remove every group: their shards would have no owner to hand their data to"
     }
   }
 }
@@ -37,10 +40,12 @@ extension ShardConfiguration {
     return next
   }
 
-  /// Removes `leaving` groups and gives their shards to the rest.
+  /// Removes `leaving` groups and gives their shards to the rest. At least one group must
+  /// stay: a shard's data moves only to a new owner, so the last owner cannot go.
   public func leaving(_ leaving: [GroupID]) throws(ConfigurationError) -> ShardConfiguration {
     guard !leaving.isEmpty else { throw .nothingToDo }
     for gid in Set(leaving).sorted() where groups[gid] == nil { throw .unknownGroup(gid) }
+    guard Set(groups.keys).subtracting(leaving).count > 0 else { throw .lastGroups }
     var next = self
     next.num += 1
     for gid in leaving { next.groups[gid] = nil }

@@ -102,7 +102,7 @@ public struct ControllerClerk: Sendable {
           return .failure(.rejected("cannot encode the request: \(error)"))
         }
       },
-      interpret: Self.verdict,
+      interpret: { reply, _ in Self.verdict(reply) },
       giveUp: { .timeout(lastError: $0) },
       notServed: { .rejected("\($0): controller commands need a shard controller replica") }
     ).get()

@@ -21,7 +21,7 @@ public struct ControllerServer: Sendable {
   public init(node: RaftNode, stateMachine: ControllerStateMachine, peers: any Transport) {
     self.node = node
     self.stateMachine = stateMachine
-    nodeCommands = NodeCommandService(node: node, peers: peers)
+    nodeCommands = NodeCommandService(node: node, peers: peers, service: "controller")
   }
 
   /// The methods of the API address.
@@ -75,7 +75,7 @@ public struct ControllerServer: Sendable {
         switch outcome.error {
         case .wrongLeader: .wrongLeader
         case .timeout: .timeout
-        default: .invalidArgument
+        case .ok, .invalidArgument, .UNRECOGNIZED: .invalidArgument
         }
       var reply = ControllerStateMachine.reply(code, outcome.message)
       reply.leaderHint = outcome.leaderHint

@@ -16,7 +16,6 @@ public final class ControllerStateMachine: StateMachine {
   static let appliedKey = Array("applied".utf8)
   static let shardCountKey = Array("shard_count".utf8)
   static let configPrefix = Array("config/".utf8)
-  static let sessionPrefix = Array("session/".utf8)
 
   public struct Options: Hashable, Sendable {
     /// The shard count this replica proposes; the first command applied fixes the real one.
@@ -41,7 +40,7 @@ public final class ControllerStateMachine: StateMachine {
     var shardCount: Int?
     /// configs[n] is configuration n; empty until the shard count is fixed.
     var configs: [ShardConfiguration] = []
-    var sessions: [UInt64: Shardkv_Ctrler_Session] = [:]
+    var sessions = SessionTable()
 
     /// Configuration `num` (-1 or past the latest: the latest); before anything was applied,
     /// configuration 0 of `fallbackShardCount` shards.
@@ -72,10 +71,7 @@ public final class ControllerStateMachine: StateMachine {
     guard loaded.configs.enumerated().allSatisfy({ UInt64($0.offset) == $0.element.num }) else {
       throw ControllerStateError.corrupt("controller configurations are not numbered 0, 1, 2, …")
     }
-    for pair in try db.scan(family, prefix: Self.sessionPrefix) {
-      let session = try Shardkv_Ctrler_Session(serializedBytes: pair.value)
-      loaded.sessions[session.clientID] = session
-    }
+    loaded.sessions = try SessionTable(loadingFrom: db, family: family)
     state = Mutex(loaded)
   }
 
@@ -114,7 +110,7 @@ public final class ControllerStateMachine: StateMachine {
       let (reply, stamp) = try execute(bytes, state: &current, batch: &batch)
       results.append((try? reply.serializedBytes()) ?? [])
       if entry.index % options.sessionSweepInterval == 0 {
-        sweepSessions(now: stamp, state: &current, batch: &batch)
+        current.sessions.sweep(nowMs: stamp, timeout: options.sessionTimeout, in: &batch, family: family)
       }
     }
     if !hadShardCount, let count = current.shardCount {
@@ -147,15 +143,15 @@ public final class ControllerStateMachine: StateMachine {
     let request = command.request
     let isWrite: Bool
     if case .query = request.op { isWrite = false } else { isWrite = request.op != nil }
-    if isWrite, request.clientID != 0, let session = state.sessions[request.clientID],
-      request.sequence <= session.sequence
-    {
-      // A retry of the last write gets its reply again; an older one was answered already.
-      return (
-        request.sequence == session.sequence
-          ? session.reply : Self.reply(.ok, "superseded by sequence \(session.sequence)"),
-        command.stampMs
-      )
+    if isWrite {
+      switch state.sessions.check(client: request.clientID, sequence: request.sequence) {
+      case .fresh: break
+      case .duplicate(let reply):
+        return ((try? Shardkv_Ctrler_CtrlerReply(serializedBytes: reply)) ?? Self.reply(.ok), command.stampMs)
+      case .superseded(let last):
+        // An older write was answered already.
+        return (Self.reply(.ok, "superseded by sequence \(last)"), command.stampMs)
+      }
     }
     let latest = state.configs[state.configs.count - 1]
     var reply: Shardkv_Ctrler_CtrlerReply
@@ -180,31 +176,13 @@ public final class ControllerStateMachine: StateMachine {
     } catch {
       reply = Self.reply(.invalidArgument, error.description)
     }
-    if request.clientID != 0 {
-      var session = Shardkv_Ctrler_Session()
-      session.clientID = request.clientID
-      session.sequence = request.sequence
-      session.reply = reply
-      session.lastSeenMs = command.stampMs
-      state.sessions[request.clientID] = session
-      batch.put(key: Self.sessionKey(request.clientID), value: try session.serializedBytes(), in: family)
-    }
+    try state.sessions.record(
+      client: request.clientID, sequence: request.sequence, reply: try reply.serializedBytes(),
+      stampMs: command.stampMs, in: &batch, family: family)
     return (reply, command.stampMs)
   }
 
-  private func sweepSessions(now: UInt64, state: inout State, batch: inout WriteBatch) {
-    let timeout = UInt64(max(0, options.sessionTimeout.components.seconds)) * 1000
-    guard now > timeout else { return }
-    let horizon = now - timeout
-    for clientID in state.sessions.keys.sorted() {
-      guard let session = state.sessions[clientID], session.lastSeenMs < horizon else { continue }
-      state.sessions[clientID] = nil
-      batch.delete(Self.sessionKey(clientID), in: family)
-    }
-  }
-
   static func configKey(_ num: UInt64) -> [UInt8] { configPrefix + BigEndian.bytes(num) }
-  static func sessionKey(_ clientID: UInt64) -> [UInt8] { sessionPrefix + BigEndian.bytes(clientID) }
 
   static func reply(_ error: Shardkv_Ctrler_CtrlerError, _ message: String = "") -> Shardkv_Ctrler_CtrlerReply
   {
@@ -224,17 +202,18 @@ public final class ControllerStateMachine: StateMachine {
     let image = state.withLock { $0 }
     return ControllerSnapshotReader(
       index: image.applied, shardCount: image.shardCount ?? 0, configs: image.configs,
-      sessions: image.sessions.keys.sorted().compactMap { image.sessions[$0] })
+      sessions: image.sessions.all)
   }
 
   public func restore(_ metadata: SnapshotMetadata, from pieces: [[UInt8]]) throws {
     var restored = State()
     restored.applied = metadata.index
+    var sessions: [Shardkv_ClientSession] = []
     for bytes in pieces {
       let piece = try Shardkv_Ctrler_SnapshotPiece(serializedBytes: bytes)
       if piece.shardCount > 0 { restored.shardCount = Int(piece.shardCount) }
       restored.configs.append(contentsOf: piece.configs.map(ShardConfiguration.init))
-      for session in piece.sessions { restored.sessions[session.clientID] = session }
+      sessions.append(contentsOf: piece.sessions)
     }
     guard restored.configs.enumerated().allSatisfy({ UInt64($0.offset) == $0.element.num }) else {
       throw ControllerStateError.corrupt("snapshot configurations are not numbered 0, 1, 2, …")
@@ -248,9 +227,7 @@ public final class ControllerStateMachine: StateMachine {
     for config in restored.configs {
       batch.put(key: Self.configKey(config.num), value: try config.message.serializedBytes(), in: family)
     }
-    for (clientID, session) in restored.sessions {
-      batch.put(key: Self.sessionKey(clientID), value: try session.serializedBytes(), in: family)
-    }
+    try restored.sessions.replace(with: sessions, in: &batch, family: family)
     batch.put(key: Self.appliedKey, value: BigEndian.bytes(metadata.index), in: family)
     try db.write(batch, sync: true)
     state.withLock { $0 = restored }
@@ -267,13 +244,13 @@ final class ControllerSnapshotReader: SnapshotReader {
   private struct Cursor {
     var shardCount: Int
     var configs: ArraySlice<ShardConfiguration>
-    var sessions: [Shardkv_Ctrler_Session]
+    var sessions: [Shardkv_ClientSession]
     var first = true
     var finished = false
   }
   private let cursor: Mutex<Cursor>
 
-  init(index: UInt64, shardCount: Int, configs: [ShardConfiguration], sessions: [Shardkv_Ctrler_Session]) {
+  init(index: UInt64, shardCount: Int, configs: [ShardConfiguration], sessions: [Shardkv_ClientSession]) {
     self.index = index
     cursor = Mutex(Cursor(shardCount: shardCount, configs: configs[...], sessions: sessions))
   }

@@ -8,37 +8,49 @@ public enum KVClientError: Error, Hashable, Sendable, CustomStringConvertible {
   /// The request itself is unacceptable (empty or oversized key or value, …).
   case invalidArgument(String)
   /// No member completed the request before the deadline; `lastError` says what went wrong
-  /// last. A write's outcome is then unknown.
+  /// last (for a shard that is moving, which shard and group). A write's outcome is then
+  /// unknown.
   case timeout(lastError: String)
-  case wrongGroup
 
   public var description: String {
     switch self {
     case .invalidArgument(let message): return "invalid argument: \(message)"
     case .timeout(let last): return "no answer before the deadline (last error: \(last))"
-    case .wrongGroup: return "the key's shard is not served by this group"
     }
   }
 }
 
-/// A client session with one group: Get, Put, Append and Delete over a `GroupClient`
-/// (leader cache, retries with backoff across the members, one sequence number per write
-/// across its retries, operations one at a time in call order).
+/// A client session with a KV store: Get, Put, Append and Delete over a `GroupClient`
+/// (retries with backoff across a group's members, one sequence number per write across all
+/// its retries and redirects, operations one at a time in call order).
+///
+/// Against a standalone group every member serves every key. Against a sharded cluster the
+/// clerk routes each key by the latest configuration it knows (`ShardRouting`), and a group
+/// that does not own the key answers WRONG_GROUP with the owner it knows and the controller's
+/// addresses: the clerk follows, re-reading the configuration from the controller when the
+/// hint leads back where it came from. Sequence numbers are per client across groups, so the
+/// sessions that travel with a shard keep a retry exactly-once after the shard moved.
 public struct KVClerk: Sendable {
   private let session: GroupClient
+  private let routing: ShardRouting
 
   public var clientID: UInt64 { session.clientID }
 
   /// - Parameters:
-  ///   - servers: the members' API addresses.
+  ///   - servers: API addresses to start from: a group's members, or any member of a sharded
+  ///     cluster.
+  ///   - controllers: the shard controller's API addresses, if known (else learned from
+  ///     WRONG_GROUP replies).
   ///   - deadline: how long one operation may take, retries included.
   public init(
     servers: [String], transport: any Transport, deadline: Duration = .seconds(10),
-    callTimeout: Duration = .seconds(3), clientID: UInt64 = UInt64.random(in: 1 ... .max)
+    callTimeout: Duration = .seconds(3), clientID: UInt64 = UInt64.random(in: 1 ... .max),
+    controllers: [String] = []
   ) {
     session = GroupClient(
       servers: servers, transport: transport, deadline: deadline, callTimeout: callTimeout, clientID: clientID
     )
+    routing = ShardRouting(controllers: controllers, transport: transport)
   }
 
   /// The value of `key`, or nil if there is none.
@@ -63,8 +75,15 @@ public struct KVClerk: Sendable {
     _ op: Shardkv_KvOp, key: [UInt8], value: [UInt8]
   ) async throws(KVClientError) -> Shardkv_KvReply {
     let clientID = self.clientID
+    let routing = self.routing
+    // A clerk given the controller's addresses routes by its configuration from the start.
+    if await routing.needsFirstRefresh { await routing.refresh() }
     return try await session.perform(
-      method: KVMethod.request, isWrite: op != .get,
+      method: KVMethod.request, isWrite: op != .get, route: await routing.servers(for: key),
+      reroute: {
+        await routing.refresh()
+        return await routing.servers(for: key)
+      },
       encode: { sequence in
         var request = Shardkv_KvRequest()
         request.op = op
@@ -78,13 +97,15 @@ public struct KVClerk: Sendable {
           return .failure(.invalidArgument("cannot encode the request: \(error)"))
         }
       },
-      interpret: Self.verdict,
+      interpret: { bytes, servers in await Self.verdict(bytes, from: servers, key: key, routing: routing) },
       giveUp: { .timeout(lastError: $0) },
       notServed: { .invalidArgument("\($0): is it a shard controller rather than a KV group member?") }
     ).get()
   }
 
-  @Sendable static func verdict(_ bytes: [UInt8]) -> ReplyVerdict<Shardkv_KvReply, KVClientError> {
+  static func verdict(
+    _ bytes: [UInt8], from servers: [String], key: [UInt8], routing: ShardRouting
+  ) async -> ReplyVerdict<Shardkv_KvReply, KVClientError> {
     guard let reply = try? Shardkv_KvReply(serializedBytes: bytes) else {
       return .tryNextMember("undecodable reply")
     }
@@ -92,11 +113,22 @@ public struct KVClerk: Sendable {
     switch reply.error {
     case .ok, .noKey: return .done(reply)
     case .invalidArgument: return .refused(.invalidArgument(reply.message))
-    case .wrongGroup: return .refused(.wrongGroup)
     case .wrongLeader: return .tryNextMember("not the leader (\(why))")
     // Cut off from the quorum, or a stale leader: another member may get it through.
     case .timeout: return .tryNextMember(why)
-    case .shardNotReady, .UNRECOGNIZED: return .retryLater(why)
+    case .shardNotReady: return .retryLater(why)
+    case .wrongGroup:
+      await routing.learn(controllers: reply.controllers)
+      var owner = reply.ownerServers
+      let known = await routing.configuration != nil
+      if owner.isEmpty || owner == servers || !known {
+        // The hint is stale (it leads back here) or missing: ask the controller.
+        await routing.refresh()
+        if let routed = await routing.servers(for: key) { owner = routed }
+      }
+      guard !owner.isEmpty, owner != servers else { return .retryLater(why) }
+      return .redirect(servers: owner, why)
+    case .UNRECOGNIZED: return .retryLater(why)
     }
   }
 }

@@ -10,13 +10,20 @@ import Wire
 public enum KVMethod {
   public static let request = "kv.request"
   public static let directGet = "node.direct_get"
+  public static let locate = "kv.locate"
+  public static let shards = "kv.shards"
 
   public static let forwardedRequest = "forwarded.kv.request"
+
+  /// Between groups (API address): a page of a handed-off shard, and whether a shard was
+  /// installed by its new owner.
+  public static let pullShard = "shard.pull"
+  public static let shardInstalled = "shard.installed"
 }
 
 /// Serves one group member: client operations (writes through the Raft log, reads through
-/// ReadIndex), `direct_get`, the node commands every replica serves, and forwarding to the
-/// leader.
+/// ReadIndex), `direct_get`, `locate`, `shards`, the node commands every replica serves,
+/// forwarding to the leader, and the shard pages other groups pull.
 public struct KVGroupServer: Sendable {
   public let node: RaftNode
   public let stateMachine: KVStateMachine
@@ -30,7 +37,8 @@ public struct KVGroupServer: Sendable {
     self.node = node
     self.stateMachine = stateMachine
     self.peers = peers
-    nodeCommands = NodeCommandService(node: node, peers: peers)
+    nodeCommands = NodeCommandService(node: node, peers: peers, service: "kv")
+    nodeCommands.groupID = stateMachine.options.group
   }
 
   /// The methods of the API address.
@@ -38,6 +46,10 @@ public struct KVGroupServer: Sendable {
     let server = self
     handlers.register(KVMethod.request) { try await server.handleRequest($0, forwarded: false) }
     handlers.register(KVMethod.directGet) { try server.directGet($0) }
+    handlers.register(KVMethod.locate) { try server.locate($0) }
+    handlers.register(KVMethod.shards) { _ in try server.stateMachine.shardsReport().serializedBytes() }
+    handlers.register(KVMethod.pullShard) { try server.pullShard($0) }
+    handlers.register(KVMethod.shardInstalled) { try server.shardInstalled($0) }
     nodeCommands.registerClientMethods(in: &handlers)
   }
 
@@ -54,23 +66,19 @@ public struct KVGroupServer: Sendable {
     guard let request = try? Shardkv_KvRequest(serializedBytes: payload) else {
       return try KVStateMachine.reply(.invalidArgument, "malformed request").serializedBytes()
     }
+    let key = [UInt8](request.key)
     let limits = stateMachine.options.limits
     let value: [UInt8] = request.op == .get || request.op == .delete ? [] : [UInt8](request.value)
-    if let problem = limits.violation(key: [UInt8](request.key), value: value) {
+    if let problem = limits.violation(key: key, value: value) {
       return try KVStateMachine.reply(.invalidArgument, problem).serializedBytes()
     }
+    // A cheap early answer for a misrouted request; `apply` decides for the ones that pass.
+    if let refusal = stateMachine.refusal(for: key) { return try refusal.serializedBytes() }
     do {
       switch request.op {
       case .get:
         try await node.linearizableRead(timeout: requestTimeout)
-        var reply: Shardkv_KvReply
-        if let found = try stateMachine.localValue(for: [UInt8](request.key)) {
-          reply = KVStateMachine.reply(.ok)
-          reply.value = Data(found)
-        } else {
-          reply = KVStateMachine.reply(.noKey)
-        }
-        return try reply.serializedBytes()
+        return try stateMachine.read(key).serializedBytes()
       case .put, .append, .delete:
         var command = Shardkv_Group_Command()
         command.request = request
@@ -96,7 +104,14 @@ public struct KVGroupServer: Sendable {
 
   static func reply(for error: RaftNodeError) -> Shardkv_KvReply {
     let outcome = NodeCommandService.outcome(of: error)
-    var reply = KVStateMachine.reply(outcome.error, outcome.message)
+    let code: Shardkv_KvError =
+      switch outcome.error {
+      case .ok: .ok
+      case .wrongLeader: .wrongLeader
+      case .timeout: .timeout
+      case .invalidArgument, .UNRECOGNIZED: .invalidArgument
+      }
+    var reply = KVStateMachine.reply(code, outcome.message)
     reply.leaderHint = outcome.leaderHint
     return reply
   }
@@ -116,6 +131,60 @@ public struct KVGroupServer: Sendable {
       reply.error = .noKey
     }
     reply.appliedIndex = stateMachine.appliedIndex
+    return try reply.serializedBytes()
+  }
+
+  /// The key's shard and its owner in this node's latest configuration.
+  func locate(_ payload: [UInt8]) throws -> [UInt8] {
+    var reply = Shardkv_LocateReply()
+    guard let request = try? Shardkv_LocateRequest(serializedBytes: payload) else {
+      reply.error = .invalidArgument
+      reply.message = "malformed request"
+      return try reply.serializedBytes()
+    }
+    let key = [UInt8](request.key)
+    if let problem = stateMachine.options.limits.violation(key: key, value: []) {
+      reply.error = .invalidArgument
+      reply.message = problem
+      return try reply.serializedBytes()
+    }
+    let table = stateMachine.shardTable
+    guard let map = table.shardMap else {
+      reply.error = .wrongGroup
+      reply.message = "group \(table.group) has no configuration yet"
+      return try reply.serializedBytes()
+    }
+    let shard = map.shard(of: key)
+    reply.shard = UInt32(shard)
+    reply.group = table.isStandalone ? 0 : table.config.shards[shard]
+    reply.configNum = table.config.num
+    reply.shardCount = UInt32(map.shardCount)
+    return try reply.serializedBytes()
+  }
+
+  // MARK: - Between groups
+
+  func pullShard(_ payload: [UInt8]) throws -> [UInt8] {
+    guard let request = try? Shardkv_Group_PullShardRequest(serializedBytes: payload) else {
+      var reply = Shardkv_Group_PullShardReply()
+      reply.error = .invalidArgument
+      reply.message = "malformed request"
+      return try reply.serializedBytes()
+    }
+    let maxBytes = Int(clamping: min(max(request.maxBytes, 1), UInt64(ShardMigration.maxPageBytes)))
+    return try stateMachine.page(
+      of: Int(request.shard), handedOffIn: request.configNum,
+      after: request.fromStart ? nil : [UInt8](request.resumeAfter), maxBytes: maxBytes
+    ).serializedBytes()
+  }
+
+  func shardInstalled(_ payload: [UInt8]) throws -> [UInt8] {
+    var reply = Shardkv_Group_ShardInstalledReply()
+    let table = stateMachine.shardTable
+    reply.configNum = table.config.num
+    if let request = try? Shardkv_Group_ShardInstalledRequest(serializedBytes: payload) {
+      reply.installed = table.hasInstalled(shard: Int(request.shard), gainedIn: request.configNum)
+    }
     return try reply.serializedBytes()
   }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Raft
+import ShardCtrler
 import Storage
 import SwiftProtobuf
 import Synchronization
@@ -9,49 +10,68 @@ import Wire
 ///
 /// Layout: column family `kv` maps (shard as big-endian u32 ‖ user key) to the value, so one
 /// shard is one contiguous key range (cheap to stream or delete when it moves); `meta` holds
-/// the applied index and one record per client session. Every `apply` writes its data, the
-/// sessions it touched and the new applied index in one RocksDB batch, so after a crash the
-/// node resumes exactly where its disk says, replaying only the log entries after it.
+/// the applied index, one record per client session and the shard table. Every `apply` writes
+/// its data, the sessions it touched, the shard table and the new applied index in one RocksDB
+/// batch, so after a crash the node resumes exactly where its disk says, replaying only the
+/// log entries after it.
 ///
-/// Exactly-once: a write carries (client id, sequence). The last reply per client is kept; a
-/// retry of that sequence gets the same reply without executing again, and an older sequence
-/// is never executed. Sessions idle for longer than `sessionTimeout` are dropped, measured in
-/// the leader-stamped time inside the log, so every replica drops the same ones at the same
-/// index.
+/// Shards: the `ShardTable` says which shards the group serves at each log index. A client
+/// operation is checked against it when applied, not only when received: a write for a shard
+/// the group does not serve at that index is answered WRONG_GROUP (SHARD_NOT_READY while the
+/// shard is being pulled) and leaves the session table alone, so the client's retry elsewhere
+/// still executes exactly once. A standalone group (no `group` option) serves every shard.
+///
+/// Exactly-once: see `SessionTable`; sessions travel with shards (the last page of a pulled
+/// shard carries the old owner's sessions, merged by highest sequence per client).
 public final class KVStateMachine: StateMachine {
   public static let columnFamilies = ["kv", "meta"]
   static let appliedKey = Array("applied".utf8)
-  static let sessionPrefix = Array("session/".utf8)
+  static let shardTableKey = Array("shard_table".utf8)
 
   public struct Options: Hashable, Sendable {
+    /// The shard count of a standalone group. A sharded group takes its count from the
+    /// controller's configurations.
     public var shardMap: ShardMap
     public var limits: KVLimits
     /// How long a client session may stay idle before its dedup record is dropped.
     public var sessionTimeout: Duration
     /// Sessions are swept at log indices divisible by this.
     public var sessionSweepInterval: UInt64
+    /// The replica group this node belongs to; 0 for a standalone group.
+    public var group: GroupID
+    /// The shard controller's API addresses, named in WRONG_GROUP replies.
+    public var controllers: [String]
+    /// Largest decompressed shard page accepted from another group.
+    public var maxPageBytes: Int
 
     public init(
       shardMap: ShardMap = ShardMap(shardCount: 64), limits: KVLimits = KVLimits(),
-      sessionTimeout: Duration = .seconds(3600), sessionSweepInterval: UInt64 = 1000
+      sessionTimeout: Duration = .seconds(3600), sessionSweepInterval: UInt64 = 1000, group: GroupID = 0,
+      controllers: [String] = [], maxPageBytes: Int = 64 << 20
     ) {
       self.shardMap = shardMap
       self.limits = limits
       self.sessionTimeout = sessionTimeout
       self.sessionSweepInterval = max(1, sessionSweepInterval)
+      self.group = group
+      self.controllers = controllers
+      self.maxPageBytes = maxPageBytes
     }
   }
 
-  private struct State {
+  struct State {
     var applied: UInt64
-    var sessions: [UInt64: Shardkv_Group_Session]
+    var sessions: SessionTable
+    var table: ShardTable
   }
 
   public let options: Options
-  private let db: RocksDB
-  private let kv: ColumnFamily
-  private let meta: ColumnFamily
-  private let state: Mutex<State>
+  let db: RocksDB
+  let kv: ColumnFamily
+  let meta: ColumnFamily
+  /// Also held while a batch is written, so that a reader sees the table and the data of the
+  /// same batch (see `read`).
+  let state: Mutex<State>
 
   /// Opens the state stored in `db`, which must have `columnFamilies` among its families.
   public init(db: RocksDB, options: Options = Options()) throws {
@@ -60,12 +80,22 @@ public final class KVStateMachine: StateMachine {
     kv = try db.columnFamily("kv")
     meta = try db.columnFamily("meta")
     let applied = try db.get(Self.appliedKey, in: meta).flatMap { BigEndian.uint64(from: $0) } ?? 0
-    var sessions: [UInt64: Shardkv_Group_Session] = [:]
-    for pair in try db.scan(meta, prefix: Self.sessionPrefix) {
-      let session = try Shardkv_Group_Session(serializedBytes: pair.value)
-      sessions[session.clientID] = session
+    let sessions = try SessionTable(loadingFrom: db, family: meta)
+    let table: ShardTable
+    if let stored = try db.get(Self.shardTableKey, in: meta) {
+      table = try ShardTable(Shardkv_Group_ShardTableRecord(serializedBytes: stored))
+      guard table.group == options.group else {
+        throw KVStateError.wrongGroup(stored: table.group, configured: options.group)
+      }
+    } else {
+      table = Self.initialTable(options)
     }
-    state = Mutex(State(applied: applied, sessions: sessions))
+    state = Mutex(State(applied: applied, sessions: sessions, table: table))
+  }
+
+  static func initialTable(_ options: Options) -> ShardTable {
+    options.group == 0
+      ? .standalone(shardCount: options.shardMap.shardCount) : .sharded(group: options.group)
   }
 
   public var appliedIndex: UInt64 { state.withLock { $0.applied } }
@@ -73,73 +103,170 @@ public final class KVStateMachine: StateMachine {
   /// Client sessions currently remembered.
   public var sessionCount: Int { state.withLock { $0.sessions.count } }
 
-  /// This node's own value for `key`, without consensus: linearizable only after a read
-  /// barrier (`RaftNode.linearizableRead`), else possibly stale (`direct_get`).
+  /// The shard table as of the last applied entry.
+  public var shardTable: ShardTable { state.withLock { $0.table } }
+
+  /// This node's own value for `key`, without consensus and whatever the shard's phase:
+  /// possibly stale (`direct_get`).
   public func localValue(for key: [UInt8]) throws -> [UInt8]? {
-    try db.get(dataKey(key), in: kv)
+    guard let map = shardTable.shardMap else { return nil }
+    return try db.get(Self.dataKey(shard: map.shard(of: key), key), in: kv)
   }
 
-  func dataKey(_ key: [UInt8]) -> [UInt8] {
-    BigEndian.bytes(UInt32(options.shardMap.shard(of: key))) + key
+  /// A Get answered from local state: the value if the group serves the key's shard, else
+  /// the error a client gets. Linearizable after a read barrier (`RaftNode.linearizableRead`).
+  ///
+  /// The table check and the read happen under the lock that `apply` holds while writing a
+  /// batch, so the data read is that of the table checked (a shard cannot be handed off and
+  /// deleted between the two).
+  public func read(_ key: [UInt8]) throws -> Shardkv_KvReply {
+    try state.withLock { state throws -> Shardkv_KvReply in
+      let (shard, access) = Self.access(key, table: state.table)
+      guard access == .serve else { return routingReply(access, shard: shard, table: state.table) }
+      guard let found = try db.get(Self.dataKey(shard: shard, key), in: kv) else { return Self.reply(.noKey) }
+      var reply = Self.reply(.ok)
+      reply.value = Data(found)
+      return reply
+    }
+  }
+
+  /// Why a request for `key` cannot be served here now, or nil if it can (as of the last
+  /// applied entry: the answer is a hint; `apply` decides).
+  public func refusal(for key: [UInt8]) -> Shardkv_KvReply? {
+    let table = shardTable
+    let (shard, access) = Self.access(key, table: table)
+    return access == .serve ? nil : routingReply(access, shard: shard, table: table)
+  }
+
+  static func access(_ key: [UInt8], table: ShardTable) -> (shard: Int, access: ShardTable.Access) {
+    guard let map = table.shardMap else { return (0, .wrongGroup) }
+    let shard = map.shard(of: key)
+    return (shard, table.access(shard: shard))
+  }
+
+  /// WRONG_GROUP or SHARD_NOT_READY, with what this node knows of the shard's owner.
+  func routingReply(_ access: ShardTable.Access, shard: Int, table: ShardTable) -> Shardkv_KvReply {
+    let owner = shard < table.config.shards.count ? table.config.shards[shard] : 0
+    var reply: Shardkv_KvReply
+    if access == .notReady {
+      reply = Self.reply(.shardNotReady, "shard \(shard) of group \(owner) is still being pulled")
+    } else {
+      reply = Self.reply(
+        .wrongGroup,
+        table.shardMap == nil
+          ? "group \(table.group) has no configuration yet"
+          : "shard \(shard) belongs to group \(owner) in configuration \(table.config.num)")
+    }
+    reply.shard = UInt32(shard)
+    reply.ownerGroup = owner
+    reply.ownerServers = table.config.groups[owner] ?? []
+    reply.controllers = options.controllers
+    reply.configNum = table.config.num
+    return reply
+  }
+
+  static func dataKey(shard: Int, _ key: [UInt8]) -> [UInt8] { BigEndian.bytes(UInt32(shard)) + key }
+
+  /// The key range of `shard` in column family `kv`.
+  static func range(of shard: Int) -> (start: [UInt8], end: [UInt8]) {
+    (BigEndian.bytes(UInt32(shard)), BigEndian.bytes(UInt32(shard) + 1))
   }
 
   // MARK: - Applying
 
   public func apply(_ entries: [Entry]) throws -> [[UInt8]] {
-    var current = state.withLock { $0 }
-    var batch = WriteBatch()
-    // Writes earlier in this batch are not in RocksDB yet; later reads must see them.
-    var pending: [[UInt8]: [UInt8]?] = [:]
+    var batch = ApplyBatch(state: state.withLock { $0 })
     var results: [[UInt8]] = []
     results.reserveCapacity(entries.count)
     for entry in entries {
-      current.applied = entry.index
+      batch.state.applied = entry.index
       guard case .command(let bytes) = entry.payload else {
         results.append([])
         continue
       }
-      let (reply, stamp) = try execute(bytes, state: &current, batch: &batch, pending: &pending)
-      results.append((try? reply.serializedBytes()) ?? [])
+      let stamp = try execute(bytes, into: &batch, results: &results)
       if entry.index % options.sessionSweepInterval == 0 {
-        sweepSessions(now: stamp, state: &current, batch: &batch)
+        batch.state.sessions.sweep(
+          nowMs: stamp, timeout: options.sessionTimeout, in: &batch.writes, family: meta)
       }
     }
-    batch.put(key: Self.appliedKey, value: BigEndian.bytes(current.applied), in: meta)
-    try db.write(batch)
-    state.withLock { $0 = current }
+    if batch.tableChanged {
+      batch.writes.put(
+        key: Self.shardTableKey, value: try batch.state.table.record.serializedBytes(), in: meta)
+    }
+    batch.writes.put(key: Self.appliedKey, value: BigEndian.bytes(batch.state.applied), in: meta)
+    try state.withLock { state throws in
+      try db.write(batch.writes)
+      state = batch.state
+    }
     return results
   }
 
+  /// What one `apply` call builds before writing it.
+  struct ApplyBatch {
+    var state: State
+    var writes = WriteBatch()
+    /// Values written earlier in this batch (nil: deleted), which later entries must see.
+    var pending: [[UInt8]: [UInt8]?] = [:]
+    /// Shards whose stored data this batch deleted.
+    var cleared: Set<Int> = []
+    var tableChanged = false
+  }
+
+  /// Executes one command; returns its leader stamp.
   private func execute(
-    _ bytes: [UInt8], state: inout State, batch: inout WriteBatch, pending: inout [[UInt8]: [UInt8]?]
-  ) throws -> (Shardkv_KvReply, UInt64) {
+    _ bytes: [UInt8], into batch: inout ApplyBatch, results: inout [[UInt8]]
+  ) throws -> UInt64 {
     guard let command = try? Shardkv_Group_Command(serializedBytes: bytes) else {
-      return (Self.reply(.invalidArgument, "undecodable command"), 0)
+      results.append((try? Self.reply(.invalidArgument, "undecodable command").serializedBytes()) ?? [])
+      return 0
     }
-    let request = command.request
-    let isWrite = [.put, .append, .delete].contains(request.op)
-    if isWrite, request.clientID != 0, let session = state.sessions[request.clientID],
-      request.sequence <= session.sequence
-    {
-      // A retry of the last write gets its reply again; an older one was answered already
-      // and its client has moved on, so it must not execute.
-      return (
-        request.sequence == session.sequence
-          ? session.reply : Self.reply(.ok, "superseded by sequence \(session.sequence)"),
-        command.stampMs
-      )
+    switch command.body {
+    case .request(let request):
+      let reply = try executeClient(request, stampMs: command.stampMs, into: &batch)
+      results.append((try? reply.serializedBytes()) ?? [])
+    case .reconfigure(let reconfigure):
+      results.append(try executeReconfigure(ShardConfiguration(reconfigure.config), into: &batch))
+    case .installShard(let install):
+      results.append(try executeInstall(install, into: &batch))
+    case .deleteShard(let delete):
+      if batch.state.table.delete(shard: Int(delete.shard), configNum: delete.configNum) {
+        clear(Int(delete.shard), in: &batch)
+        batch.tableChanged = true
+      }
+      results.append([])
+    case nil:
+      results.append((try? Self.reply(.invalidArgument, "empty command").serializedBytes()) ?? [])
     }
+    return command.stampMs
+  }
+
+  private func executeClient(
+    _ request: Shardkv_KvRequest, stampMs: UInt64, into batch: inout ApplyBatch
+  ) throws -> Shardkv_KvReply {
     let key = [UInt8](request.key)
     let value = [UInt8](request.value)
+    let isWrite = [.put, .append, .delete].contains(request.op)
+    let (shard, access) = Self.access(key, table: batch.state.table)
+    // Ownership first: a write the group does not execute must not touch the session table.
+    guard access == .serve else { return routingReply(access, shard: shard, table: batch.state.table) }
+    if isWrite {
+      switch batch.state.sessions.check(client: request.clientID, sequence: request.sequence) {
+      case .fresh: break
+      case .duplicate(let reply): return (try? Shardkv_KvReply(serializedBytes: reply)) ?? Self.reply(.ok)
+      case .superseded(let last): return Self.reply(.ok, "superseded by sequence \(last)")
+      }
+    }
+    let dataKey = Self.dataKey(shard: shard, key)
+    func current() throws -> [UInt8]? {
+      if let staged = batch.pending[dataKey] { return staged }
+      if batch.cleared.contains(shard) { return nil }
+      return try db.get(dataKey, in: kv)
+    }
     var reply: Shardkv_KvReply
     if let problem = options.limits.violation(key: key, value: value) {
       reply = Self.reply(.invalidArgument, problem)
     } else {
-      let dataKey = self.dataKey(key)
-      func current() throws -> [UInt8]? {
-        if let staged = pending[dataKey] { return staged }
-        return try db.get(dataKey, in: kv)
-      }
       switch request.op {
       case .get:
         if let found = try current() {
@@ -149,47 +276,85 @@ public final class KVStateMachine: StateMachine {
           reply = Self.reply(.noKey)
         }
       case .put:
-        batch.put(key: dataKey, value: value, in: kv)
-        pending[dataKey] = value
+        batch.writes.put(key: dataKey, value: value, in: kv)
+        batch.pending[dataKey] = value
         reply = Self.reply(.ok)
       case .append:
         let combined = (try current() ?? []) + value
-        batch.put(key: dataKey, value: combined, in: kv)
-        pending[dataKey] = combined
-        reply = Self.reply(.ok)
+        if combined.count > options.limits.maxValueBytes {
+          reply = Self.reply(
+            .invalidArgument,
+            "the value would grow to \(combined.count) bytes; the limit is \(options.limits.maxValueBytes)")
+        } else {
+          batch.writes.put(key: dataKey, value: combined, in: kv)
+          batch.pending[dataKey] = combined
+          reply = Self.reply(.ok)
+        }
       case .delete:
-        batch.delete(dataKey, in: kv)
-        pending[dataKey] = .some(nil)
+        batch.writes.delete(dataKey, in: kv)
+        batch.pending[dataKey] = .some(nil)
         reply = Self.reply(.ok)
       default:
         reply = Self.reply(.invalidArgument, "unknown operation \(request.op.rawValue)")
       }
     }
-    if isWrite && request.clientID != 0 {
-      var session = Shardkv_Group_Session()
-      session.clientID = request.clientID
-      session.sequence = request.sequence
-      session.reply = reply
-      session.lastSeenMs = command.stampMs
-      state.sessions[request.clientID] = session
-      batch.put(
-        key: Self.sessionKey(request.clientID), value: try session.serializedBytes(), in: meta)
+    if isWrite {
+      try batch.state.sessions.record(
+        client: request.clientID, sequence: request.sequence, reply: try reply.serializedBytes(),
+        stampMs: stampMs, in: &batch.writes, family: meta)
     }
-    return (reply, command.stampMs)
+    return reply
   }
 
-  private func sweepSessions(now: UInt64, state: inout State, batch: inout WriteBatch) {
-    let timeout = UInt64(max(0, options.sessionTimeout.components.seconds)) * 1000
-    guard now > timeout else { return }
-    let horizon = now - timeout
-    for clientID in state.sessions.keys.sorted() {
-      guard let session = state.sessions[clientID], session.lastSeenMs < horizon else { continue }
-      state.sessions[clientID] = nil
-      batch.delete(Self.sessionKey(clientID), in: meta)
+  private func executeReconfigure(_ next: ShardConfiguration, into batch: inout ApplyBatch) throws -> [UInt8]
+  {
+    do {
+      for shard in try batch.state.table.reconfigure(to: next) { clear(shard, in: &batch) }
+      batch.tableChanged = true
+      return []
+    } catch {
+      // A late duplicate (another leader proposed the same configuration) or one proposed
+      // before an earlier move settled: harmless, the leader proposes again when it can.
+      return Array(error.description.utf8)
     }
   }
 
-  static func sessionKey(_ clientID: UInt64) -> [UInt8] { sessionPrefix + BigEndian.bytes(clientID) }
+  private func executeInstall(
+    _ install: Shardkv_Group_InstallShard, into batch: inout ApplyBatch
+  ) throws -> [UInt8] {
+    let shard = Int(install.shard)
+    let page: Shardkv_Group_ShardPage
+    do {
+      page = try Shardkv_Group_ShardPage(
+        serializedBytes: try Zstd.decompress([UInt8](install.page), maxOutputSize: options.maxPageBytes))
+    } catch {
+      return Array("undecodable page: \(error)".utf8)
+    }
+    guard
+      batch.state.table.install(
+        shard: shard, configNum: install.configNum, sequence: install.sequence,
+        resumeAfter: [UInt8](install.resumeAfter), last: install.last)
+    else { return Array("page \(install.sequence) of shard \(shard) not expected".utf8) }
+    for record in page.records {
+      let dataKey = Self.dataKey(shard: shard, [UInt8](record.key))
+      let value = [UInt8](record.value)
+      batch.writes.put(key: dataKey, value: value, in: kv)
+      batch.pending[dataKey] = value
+    }
+    if install.last {
+      try batch.state.sessions.merge(page.sessions, in: &batch.writes, family: meta)
+    }
+    batch.tableChanged = true
+    return []
+  }
+
+  private func clear(_ shard: Int, in batch: inout ApplyBatch) {
+    let range = Self.range(of: shard)
+    batch.writes.deleteRange(from: range.start, to: range.end, in: kv)
+    let prefix = range.start
+    batch.pending = batch.pending.filter { !$0.key.starts(with: prefix) }
+    batch.cleared.insert(shard)
+  }
 
   static func reply(_ error: Shardkv_KvError, _ message: String = "") -> Shardkv_KvReply {
     var reply = Shardkv_KvReply()
@@ -205,41 +370,48 @@ public final class KVStateMachine: StateMachine {
   }
 
   public func makeSnapshot() throws -> any SnapshotReader {
-    let snapshot = try db.snapshot()
-    let index = appliedIndex
-    let data = try db.makeIterator(in: kv, snapshot: snapshot)
-    data.seekToFirst()
-    let sessions = try db.scan(meta, prefix: Self.sessionPrefix, snapshot: snapshot)
-    return KVSnapshotReader(index: index, snapshot: snapshot, data: data, sessions: sessions)
+    try state.withLock { state throws -> any SnapshotReader in
+      let snapshot = try db.snapshot()
+      let data = try db.makeIterator(in: kv, snapshot: snapshot)
+      data.seekToFirst()
+      return KVSnapshotReader(
+        index: state.applied, snapshot: snapshot, data: data, sessions: state.sessions.all,
+        table: state.table.record)
+    }
   }
 
   public func restore(_ metadata: SnapshotMetadata, from pieces: [[UInt8]]) throws {
     // One batch: a crash leaves either the old state or the whole new one.
     var batch = WriteBatch()
     batch.deleteRange(from: [], to: Array(repeating: 0xFF, count: 8), in: kv)
-    batch.deleteRange(
-      from: Self.sessionPrefix, to: RocksDB.upperBound(forPrefix: Self.sessionPrefix) ?? [0xFF],
-      in: meta)
-    var sessions: [UInt64: Shardkv_Group_Session] = [:]
+    var sessions: [Shardkv_ClientSession] = []
+    var table = Self.initialTable(options)
     for bytes in pieces {
       let piece = try Shardkv_Group_SnapshotPiece(serializedBytes: bytes)
       for record in piece.data {
         batch.put(key: [UInt8](record.key), value: [UInt8](record.value), in: kv)
       }
-      for session in piece.sessions {
-        sessions[session.clientID] = session
-        batch.put(
-          key: Self.sessionKey(session.clientID), value: try session.serializedBytes(), in: meta)
+      sessions.append(contentsOf: piece.sessions)
+      if piece.hasShardTable {
+        table = try ShardTable(piece.shardTable)
+        guard table.group == options.group else {
+          throw KVStateError.wrongGroup(stored: table.group, configured: options.group)
+        }
       }
     }
+    var restoredSessions = SessionTable()
+    try restoredSessions.replace(with: sessions, in: &batch, family: meta)
+    batch.put(key: Self.shardTableKey, value: try table.record.serializedBytes(), in: meta)
     batch.put(key: Self.appliedKey, value: BigEndian.bytes(metadata.index), in: meta)
-    try db.write(batch, sync: true)
-    state.withLock { $0 = State(applied: metadata.index, sessions: sessions) }
+    try state.withLock { state throws in
+      try db.write(batch, sync: true)
+      state = State(applied: metadata.index, sessions: restoredSessions, table: table)
+    }
   }
 }
 
-/// Streams a consistent image: every data record, then every session, as of one RocksDB
-/// snapshot, in pieces of about `pieceBytes`.
+/// Streams a consistent image: every data record, then every session and the shard table, as
+/// of one RocksDB snapshot taken under the state lock, in pieces of about `pieceBytes`.
 final class KVSnapshotReader: SnapshotReader {
   let index: UInt64
   private static let pieceBytes = 512 << 10
@@ -247,16 +419,19 @@ final class KVSnapshotReader: SnapshotReader {
   private struct Cursor {
     let snapshot: RocksSnapshot
     let data: RocksIterator
-    var sessions: [KeyValuePair]
+    var sessions: [Shardkv_ClientSession]
+    let table: Shardkv_Group_ShardTableRecord
     var finished = false
   }
   // RocksIterator is not thread-safe; the lock makes each call exclusive.
   private let cursor: Mutex<Cursor>
 
-  init(index: UInt64, snapshot: sending RocksSnapshot, data: sending RocksIterator, sessions: [KeyValuePair])
-  {
+  init(
+    index: UInt64, snapshot: sending RocksSnapshot, data: sending RocksIterator,
+    sessions: [Shardkv_ClientSession], table: Shardkv_Group_ShardTableRecord
+  ) {
     self.index = index
-    cursor = Mutex(Cursor(snapshot: snapshot, data: data, sessions: sessions))
+    cursor = Mutex(Cursor(snapshot: snapshot, data: data, sessions: sessions, table: table))
   }
 
   func nextPiece() throws -> [UInt8]? {
@@ -274,9 +449,8 @@ final class KVSnapshotReader: SnapshotReader {
       }
       try cursor.data.checkStatus()
       if !cursor.data.isValid {
-        for pair in cursor.sessions {
-          piece.sessions.append(try Shardkv_Group_Session(serializedBytes: pair.value))
-        }
+        piece.sessions = cursor.sessions
+        piece.shardTable = cursor.table
         cursor.sessions.removeAll()
         cursor.finished = true
         cursor.data.close()

@@ -11,6 +11,9 @@ public enum ReplyVerdict<Value: Sendable, Failure: Error>: Sendable {
   case tryNextMember(String)
   /// Try the same member again after the backoff (for example, a shard still moving).
   case retryLater(String)
+  /// The request belongs to other servers (another replica group): send it there, with the
+  /// same sequence number, from now on.
+  case redirect(servers: [String], String)
 }
 
 /// A client session with one replicated group (a KV group or the shard controller): the
@@ -29,7 +32,7 @@ public enum ReplyVerdict<Value: Sendable, Failure: Error>: Sendable {
 /// acknowledged yet never applied. (Use several sessions for concurrency.)
 public actor GroupClient {
   public nonisolated let clientID: UInt64
-  private let servers: [String]
+  private var servers: [String]
   private let transport: any Transport
   private let deadline: Duration
   private let callTimeout: Duration
@@ -58,15 +61,21 @@ public actor GroupClient {
   ///
   /// - Parameters:
   ///   - isWrite: a write takes the next sequence number; a read is sent with sequence 0.
+  ///   - route: the servers to try first for this operation (the session keeps them for the
+  ///     next ones); nil keeps the current ones.
+  ///   - reroute: asked for other servers when every current one has failed to answer in
+  ///     turn (a sharded client re-reads the configuration); nil or the same list keeps them.
   ///   - encode: the request's bytes for a sequence number.
-  ///   - interpret: what a reply means; an undecodable reply should say `.tryNextMember`.
+  ///   - interpret: what a reply from one of `servers` means; an undecodable reply should say
+  ///     `.tryNextMember`.
   ///   - giveUp: the failure to report after the deadline, given the last error seen.
   ///   - notServed: the failure to report at once when a member does not serve `method` at
   ///     all (the address belongs to another kind of node); waiting cannot change that.
   public func perform<Value: Sendable, Failure: Error>(
-    method: String, isWrite: Bool,
+    method: String, isWrite: Bool, route: [String]? = nil,
+    reroute: (@Sendable () async -> [String]?)? = nil,
     encode: @Sendable (_ sequence: UInt64) -> Result<[UInt8], Failure>,
-    interpret: @Sendable ([UInt8]) -> ReplyVerdict<Value, Failure>,
+    interpret: @Sendable (_ reply: [UInt8], _ servers: [String]) async -> ReplyVerdict<Value, Failure>,
     giveUp: @Sendable (_ lastError: String) -> Failure,
     notServed: @Sendable (_ detail: String) -> Failure
   ) async -> Result<Value, Failure> {
@@ -98,12 +107,17 @@ public actor GroupClient {
     let end = clock.now + deadline
     var backoff = Duration.milliseconds(20)
     var lastError = "no attempt"
+    var redirects = 0
+    if let route, !route.isEmpty, route != servers {
+      servers = route
+      preferred = 0
+    }
     while clock.now < end {
       let server = servers[preferred % servers.count]
       do {
         let bytes = try await transport.call(
           server, method: method, payload: payload, timeout: min(callTimeout, end - clock.now))
-        switch interpret(bytes) {
+        switch await interpret(bytes, servers) {
         case .done(let value): return .success(value)
         case .refused(let failure): return .failure(failure)
         case .tryNextMember(let why):
@@ -111,12 +125,29 @@ public actor GroupClient {
           preferred += 1
         case .retryLater(let why):
           lastError = "\(server): \(why)"
+        case .redirect(let others, let why):
+          lastError = "\(server): \(why)"
+          if !others.isEmpty && others != servers {
+            servers = others
+            preferred = 0
+            // Follow the first few redirects at once; servers that keep sending each other
+            // the request (configurations in flux) wait out the backoff.
+            redirects += 1
+            if redirects <= 3 { continue }
+          }
         }
       } catch RPCError.remote(code: .unknownMethod, _) {
         return .failure(notServed("\(server) does not serve \(method)"))
       } catch {
         lastError = "\(server): \(error)"
         preferred += 1
+        // Every member failed in turn: the group may be gone (its shards moved on).
+        if preferred % servers.count == 0, let reroute, let others = await reroute(),
+          !others.isEmpty, others != servers
+        {
+          servers = others
+          preferred = 0
+        }
       }
       try? await Task.sleep(for: min(backoff, max(.zero, end - clock.now)))
       backoff = min(backoff * 2, .milliseconds(500))

@@ -29,10 +29,13 @@ public struct NodeCommandService: Sendable {
   public var membershipTimeout: Duration = .seconds(30)
   /// Reported in `status` (0 for a standalone group or the controller).
   public var groupID: UInt64 = 0
+  /// What the replicated state machine is, reported in `status`: "kv" or "controller".
+  public var service: String
 
-  public init(node: RaftNode, peers: any Transport) {
+  public init(node: RaftNode, peers: any Transport, service: String) {
     self.node = node
     self.peers = peers
+    self.service = service
   }
 
   /// The methods of the API address.
@@ -69,7 +72,7 @@ public struct NodeCommandService: Sendable {
   /// How a runtime error reads to a client: the error code, the leader hint and a message.
   public static func outcome(
     of error: RaftNodeError
-  ) -> (error: Shardkv_KvError, leaderHint: String, message: String) {
+  ) -> (error: Shardkv_NodeError, leaderHint: String, message: String) {
     switch error {
     case .notLeader(let leader): return (.wrongLeader, leader?.rawValue ?? "", error.description)
     case .timeout, .leadershipLost, .stopped: return (.timeout, "", error.description)
@@ -131,6 +134,7 @@ public struct NodeCommandService: Sendable {
     var reply = Shardkv_StatusReply()
     reply.node = status.id.rawValue
     reply.groupID = groupID
+    reply.service = service
     if !status.membership.contains(status.id) {
       reply.role = .standby
     } else if status.membership.isLearner(status.id) {

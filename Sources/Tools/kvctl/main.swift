@@ -14,7 +14,8 @@ let usage = """
 
   ADDR is a member's API address (HOST:PORT). Data commands, join and remove sent to a
   follower are forwarded to its leader; leader, dropped, direct_get and status answer from
-  the node at ADDR itself.
+  the node at ADDR itself. In a sharded cluster, data commands work on any member of any
+  group: a group that does not own the key's shard names its owner, and kvctl goes there.
 
   commands:
     put KEY VALUE      store VALUE under KEY; prints OK
@@ -30,10 +31,17 @@ let usage = """
                        that has caught up
     remove PEER        remove the member PEER; prints OK
     status [--json]    role, term, leader, commit and applied index, members and progress
+    locate KEY         prints "Shard:<TAB>S" and "Group:<TAB>GID": the key's shard and its
+                       owner in the latest configuration ADDR knows (a member or controller)
+    shards [--json]    the configuration number of ADDR's group and each shard it holds or
+                       is moving: state (serving, pulling, handing_off), keys and bytes
 
   shard controller commands (ADDR is a controller replica's API address):
     group join GID ADDR1,ADDR2,...
-                       add replica group GID with these members and rebalance; prints OK
+                       add replica group GID (its members' API addresses) and rebalance;
+                       prints OK. A member that answers as part of another group, as a
+                       standalone store or as a controller is refused; one that does not
+                       answer yet is accepted with a warning
     group leave GID    remove group GID, giving its shards to the others; prints OK
     shard move SHARD GID
                        give SHARD to group GID (no rebalance); prints OK
@@ -44,7 +52,7 @@ let usage = """
   options:
     -a, --addr ADDR    the node to talk to (required)
     --timeout SECONDS  give up after this long (default 10)
-    --json             machine-readable output (status, config)
+    --json             machine-readable output (status, config, shards)
     -h, --help         this text
   """
 
@@ -194,9 +202,20 @@ func run(_ invocation: Invocation) async throws(Failure) -> Int32 {
         transport, address, NodeMethod.status, Shardkv_StatusRequest(), timeout: timeout,
         as: Shardkv_StatusReply.self)
       print(invocation.json ? StatusFormat.json(reply) : StatusFormat.table(reply))
+    case "locate":
+      let args = try arguments(words, "KEY")
+      let (shard, group) = try await locate(Array(args[0].utf8), at: address, transport, timeout: timeout)
+      print("Shard:\t\(shard)\nGroup:\t\(group)")
+    case "shards":
+      _ = try arguments(words)
+      let reply = try await call(
+        transport, address, KVMethod.shards, Shardkv_ShardsRequest(), timeout: timeout,
+        as: Shardkv_ShardsReply.self)
+      print(invocation.json ? ShardsFormat.json(reply) : ShardsFormat.table(reply))
     case "group", "shard", "config":
       let controller = ControllerClerk(servers: [address], transport: transport, deadline: timeout)
-      try await runControllerCommand(words, invocation: invocation, clerk: controller)
+      try await runControllerCommand(
+        words, invocation: invocation, clerk: controller, transport: transport)
     default:
       throw Failure(message: "unknown command '\(verb)'; see kvctl --help", status: 2)
     }
@@ -219,7 +238,70 @@ func number<T: FixedWidthInteger>(_ text: String, _ what: String, as: T.Type) th
   return value
 }
 
-func runControllerCommand(_ words: [String], invocation: Invocation, clerk: ControllerClerk) async throws {
+/// The shard and owning group of `key`, asked of a group member (its latest configuration) or,
+/// when `address` is a controller replica, of the controller's latest configuration.
+func locate(
+  _ key: [UInt8], at address: String, _ transport: TCPTransport, timeout: Duration
+) async throws -> (shard: UInt32, group: UInt64) {
+  if let problem = KVLimits().violation(key: key, value: []) {
+    throw Failure(message: "invalid argument: \(problem)")
+  }
+  var request = Shardkv_LocateRequest()
+  request.key = Data(key)
+  do {
+    let bytes = try await transport.call(
+      address, method: KVMethod.locate, payload: try request.serializedBytes(), timeout: timeout)
+    let reply = try Shardkv_LocateReply(serializedBytes: bytes)
+    guard reply.error == .ok else { throw Failure(message: reply.message) }
+    return (reply.shard, reply.group)
+  } catch RPCError.remote(code: .unknownMethod, _) {
+    let config = try await ControllerClerk(servers: [address], transport: transport, deadline: timeout)
+      .query()
+    guard config.shardCount > 0 else { throw Failure(message: "the controller has no shards") }
+    let shard = ShardMap(shardCount: config.shardCount).shard(of: key)
+    return (UInt32(shard), config.shards[shard])
+  } catch let error as RPCError {
+    throw Failure(message: "\(address): \(error)")
+  }
+}
+
+/// Checks what each would-be member of group `gid` says it is: a node that answers as a member
+/// of another group, as a standalone store or as a controller replica is refused; one that
+/// does not answer is accepted with a warning (a group may be registered before it starts).
+func checkMembers(_ members: [String], of gid: GroupID, _ transport: TCPTransport) async throws {
+  for member in members {
+    do {
+      _ = try PeerAddress(parsing: member)
+    } catch {
+      throw Failure(message: "'\(member)' is not HOST:PORT", status: 2)
+    }
+    let status: Shardkv_StatusReply
+    do {
+      let bytes = try await transport.call(
+        member, method: NodeMethod.status, payload: try Shardkv_StatusRequest().serializedBytes(),
+        timeout: .seconds(1))
+      status = try Shardkv_StatusReply(serializedBytes: bytes)
+    } catch {
+      FileHandle.standardError.write(
+        Data("kvctl: warning: \(member) does not answer (\(error)); registering it anyway\n".utf8))
+      continue
+    }
+    if status.service == "controller" {
+      throw Failure(message: "\(member) is a shard controller replica, not a member of group \(gid)")
+    }
+    if status.groupID == 0 {
+      throw Failure(
+        message: "\(member) is a standalone store (started without --group), not a member of group \(gid)")
+    }
+    if status.groupID != gid {
+      throw Failure(message: "\(member) is a member of group \(status.groupID), not of group \(gid)")
+    }
+  }
+}
+
+func runControllerCommand(
+  _ words: [String], invocation: Invocation, clerk: ControllerClerk, transport: TCPTransport
+) async throws {
   switch (words[0], words.dropFirst().first) {
   case ("group", "join"):
     let args = try arguments(Array(words.dropFirst()), "GID", "ADDR1,ADDR2,...")
@@ -229,6 +311,7 @@ func runControllerCommand(_ words: [String], invocation: Invocation, clerk: Cont
     guard !members.isEmpty, members.allSatisfy({ !$0.isEmpty }) else {
       throw Failure(message: "group join needs a comma-separated member list", status: 2)
     }
+    try await checkMembers(members, of: gid, transport)
     try await clerk.join([gid: members])
     print("OK")
   case ("group", "leave"):

@@ -26,6 +26,15 @@ struct KVD: AsyncParsableCommand {
 
         kvd --controller -a API -p PEER --peers P1,P2,P3 --shards 64
 
+      With --group it is a member of replica group GID of a sharded cluster: it
+      serves the shards the controller (C = its replicas' API addresses) assigns
+      to GID, and pulls and hands off shards as they move:
+
+        kvd -a API -p PEER --peers P1,P2,P3 --group GID --controllers C1,C2,C3
+
+      Register the group with `kvctl -a C1 group join GID API1,API2,API3`.
+      Without --group a node is a standalone group that serves every key.
+
       A node with state in its data directory resumes it and ignores -l and
       --peers. A controller's shard count is fixed by its first operation.
       """)
@@ -53,6 +62,12 @@ struct KVD: AsyncParsableCommand {
 
   @Option(help: "Shard count of a new controller (default 64; --controller only).")
   var shards: Int?
+
+  @Option(help: "Run as a member of this replica group of a sharded cluster (needs --controllers).")
+  var group: UInt64?
+
+  @Option(help: "The shard controller replicas' API addresses (comma-separated; --group only).")
+  var controllers: String?
 
   @Option(help: "Data directory (default: ./kvd-data/HOST_PORT of the peer address).")
   var data: String?
@@ -92,9 +107,24 @@ struct KVD: AsyncParsableCommand {
         throw ValidationError("--peers must include this node's peer address \(peerAddress)")
       }
     }
-    guard heartbeatMs >= Self.tickMs, electionMs > heartbeatMs, failureMs >= heartbeatMs else {
+    // The core counts in ticks of tickMs: compare what it will see, not the milliseconds.
+    let (heartbeatTicks, electionTicks, failureTicks) =
+      (heartbeatMs / Self.tickMs, electionMs / Self.tickMs, failureMs / Self.tickMs)
+    guard heartbeatTicks >= 1, electionTicks > heartbeatTicks, failureTicks >= heartbeatTicks else {
       throw ValidationError(
-        "need --heartbeat-ms ≥ \(Self.tickMs), --election-ms > --heartbeat-ms, --failure-ms ≥ --heartbeat-ms")
+        "need --heartbeat-ms ≥ \(Self.tickMs), --election-ms at least \(Self.tickMs) ms above --heartbeat-ms, "
+          + "--failure-ms ≥ --heartbeat-ms (all counted in \(Self.tickMs) ms ticks)")
+    }
+    if let group {
+      guard !controller else { throw ValidationError("--group and --controller exclude each other") }
+      guard group != 0 else { throw ValidationError("--group 0 is reserved (it means unassigned)") }
+      guard let controllers, !peerList(controllers).isEmpty else {
+        throw ValidationError(
+          "--group needs --controllers C1,C2,... (the controller replicas' API addresses)")
+      }
+      for address in peerList(controllers) { _ = try parsed(address, "--controllers") }
+    } else if controllers != nil {
+      throw ValidationError("--controllers needs --group GID")
     }
     if let shards {
       guard controller else { throw ValidationError("--shards needs --controller") }
@@ -157,6 +187,8 @@ struct KVD: AsyncParsableCommand {
     }
 
     let transport = TCPTransport()
+    let controllerList = controllers.map(peerList) ?? []
+    var kvMachine: KVStateMachine?
     let node: RaftNode
     var peerHandlers = RPCHandlers()
     var apiHandlers = RPCHandlers()
@@ -179,8 +211,11 @@ struct KVD: AsyncParsableCommand {
       } else {
         let machine = try KVStateMachine(
           db: db,
-          options: .init(limits: KVLimits(maxKeyBytes: maxKeyBytes, maxValueBytes: maxValueBytes)))
+          options: .init(
+            limits: KVLimits(maxKeyBytes: maxKeyBytes, maxValueBytes: maxValueBytes), group: group ?? 0,
+            controllers: controllerList))
         stateMachine = machine
+        kvMachine = machine
         register = { node, api, peer in
           let server = KVGroupServer(node: node, stateMachine: machine, peers: transport)
           server.registerClientMethods(in: &api)
@@ -206,12 +241,23 @@ struct KVD: AsyncParsableCommand {
       Self.fail("cannot listen: \(error)")
     }
     await node.start()
-    logger.info(
-      controller ? "kvd serving (shard controller)" : "kvd serving",
-      metadata: ["api": "\(api)", "peer": "\(peerAddress)", "data": "\(directory)"])
+    var migration: ShardMigration?
+    if let group, let kvMachine {
+      migration = ShardMigration(
+        node: node, stateMachine: kvMachine, transport: transport, controllers: controllerList, logger: logger
+      )
+      await migration?.start()
+      logger.info(
+        "kvd serving (replica group \(group))", metadata: ["api": "\(api)", "peer": "\(peerAddress)"])
+    } else {
+      logger.info(
+        controller ? "kvd serving (shard controller)" : "kvd serving",
+        metadata: ["api": "\(api)", "peer": "\(peerAddress)", "data": "\(directory)"])
+    }
 
     await Self.waitForTermination()
     logger.info("kvd shutting down")
+    await migration?.stop()
     await node.stop()
     for listener in listeners { await listener.close() }
     await transport.shutdown()

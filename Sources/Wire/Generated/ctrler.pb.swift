@@ -306,34 +306,6 @@ public nonisolated struct Shardkv_Ctrler_Command: Sendable {
   fileprivate var _request: Shardkv_Ctrler_CtrlerRequest? = nil
 }
 
-/// The last reply to a client's write, kept so that a retry executes once.
-public nonisolated struct Shardkv_Ctrler_Session: Sendable {
-  // SwiftProtobuf.Message conformance is added in an extension below. See the
-  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
-  // methods supported on all messages.
-
-  public var clientID: UInt64 = 0
-
-  public var sequence: UInt64 = 0
-
-  public var reply: Shardkv_Ctrler_CtrlerReply {
-    get {_reply ?? Shardkv_Ctrler_CtrlerReply()}
-    set {_reply = newValue}
-  }
-  /// Returns true if `reply` has been explicitly set.
-  public var hasReply: Bool {self._reply != nil}
-  /// Clears the value of `reply`. Subsequent reads from it will return its default value.
-  public mutating func clearReply() {self._reply = nil}
-
-  public var lastSeenMs: UInt64 = 0
-
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
-
-  public init() {}
-
-  fileprivate var _reply: Shardkv_Ctrler_CtrlerReply? = nil
-}
-
 /// A piece of a controller snapshot: configurations in order, then the sessions.
 public nonisolated struct Shardkv_Ctrler_SnapshotPiece: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -342,7 +314,7 @@ public nonisolated struct Shardkv_Ctrler_SnapshotPiece: Sendable {
 
   public var configs: [Shardkv_Ctrler_Config] = []
 
-  public var sessions: [Shardkv_Ctrler_Session] = []
+  public var sessions: [Shardkv_ClientSession] = []
 
   /// Set in the first piece: the controller's fixed shard count (0 = not fixed yet).
   public var shardCount: UInt32 = 0
@@ -810,55 +782,6 @@ nonisolated extension Shardkv_Ctrler_Command: SwiftProtobuf.Message, SwiftProtob
     if lhs.stampMs != rhs.stampMs {return false}
     if lhs.shardCount != rhs.shardCount {return false}
     if lhs._request != rhs._request {return false}
-    if lhs.unknownFields != rhs.unknownFields {return false}
-    return true
-  }
-}
-
-nonisolated extension Shardkv_Ctrler_Session: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".Session"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}client_id\0\u{1}sequence\0\u{1}reply\0\u{3}last_seen_ms\0")
-
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.clientID) }()
-      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.sequence) }()
-      case 3: try { try decoder.decodeSingularMessageField(value: &self._reply) }()
-      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.lastSeenMs) }()
-      default: break
-      }
-    }
-  }
-
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if self.clientID != 0 {
-      try visitor.visitSingularUInt64Field(value: self.clientID, fieldNumber: 1)
-    }
-    if self.sequence != 0 {
-      try visitor.visitSingularUInt64Field(value: self.sequence, fieldNumber: 2)
-    }
-    try { if let v = self._reply {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
-    } }()
-    if self.lastSeenMs != 0 {
-      try visitor.visitSingularUInt64Field(value: self.lastSeenMs, fieldNumber: 4)
-    }
-    try unknownFields.traverse(visitor: &visitor)
-  }
-
-  public static func ==(lhs: Shardkv_Ctrler_Session, rhs: Shardkv_Ctrler_Session) -> Bool {
-    if lhs.clientID != rhs.clientID {return false}
-    if lhs.sequence != rhs.sequence {return false}
-    if lhs._reply != rhs._reply {return false}
-    if lhs.lastSeenMs != rhs.lastSeenMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -142,60 +142,50 @@ public nonisolated enum Shardkv_KvOp: SwiftProtobuf.Enum, Swift.CaseIterable {
 
 }
 
-public nonisolated enum Shardkv_NodeRole: SwiftProtobuf.Enum, Swift.CaseIterable {
+public nonisolated enum Shardkv_ShardPhase: SwiftProtobuf.Enum, Swift.CaseIterable {
   public typealias RawValue = Int
-  case unspecified // = 0
-  case follower // = 1
-  case preCandidate // = 2
-  case candidate // = 3
-  case leader // = 4
+  case absent // = 0
 
-  /// A non-voting member catching up before promotion.
-  case learner // = 5
+  /// Owned and served.
+  case serving // = 1
 
-  /// Started but not yet a member of any group (waiting for `join`).
-  case standby // = 6
+  /// Gained in the current configuration; its data is still being pulled from the old owner.
+  case pulling // = 2
+
+  /// Lost in the current configuration; kept frozen until the new owner has installed it.
+  case handingOff // = 3
   case UNRECOGNIZED(Int)
 
   public init() {
-    self = .unspecified
+    self = .absent
   }
 
   public init?(rawValue: Int) {
     switch rawValue {
-    case 0: self = .unspecified
-    case 1: self = .follower
-    case 2: self = .preCandidate
-    case 3: self = .candidate
-    case 4: self = .leader
-    case 5: self = .learner
-    case 6: self = .standby
+    case 0: self = .absent
+    case 1: self = .serving
+    case 2: self = .pulling
+    case 3: self = .handingOff
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
 
   public var rawValue: Int {
     switch self {
-    case .unspecified: return 0
-    case .follower: return 1
-    case .preCandidate: return 2
-    case .candidate: return 3
-    case .leader: return 4
-    case .learner: return 5
-    case .standby: return 6
+    case .absent: return 0
+    case .serving: return 1
+    case .pulling: return 2
+    case .handingOff: return 3
     case .UNRECOGNIZED(let i): return i
     }
   }
 
   // The compiler won't synthesize support with the UNRECOGNIZED case.
-  public static let allCases: [Shardkv_NodeRole] = [
-    .unspecified,
-    .follower,
-    .preCandidate,
-    .candidate,
-    .leader,
-    .learner,
-    .standby,
+  public static let allCases: [Shardkv_ShardPhase] = [
+    .absent,
+    .serving,
+    .pulling,
+    .handingOff,
   ]
 
 }
@@ -246,61 +236,104 @@ public nonisolated struct Shardkv_KvReply: Sendable {
   /// The configuration number the group is at; helps a router refresh its cache.
   public var configNum: UInt64 = 0
 
+  /// WRONG_GROUP and SHARD_NOT_READY: the key's shard, the group owning it in this node's
+  /// latest configuration (0: unassigned) and that group's API addresses, and the shard
+  /// controller's API addresses, so that a client can go on without asking anyone else.
+  public var shard: UInt32 = 0
+
+  public var ownerGroup: UInt64 = 0
+
+  public var ownerServers: [String] = []
+
+  public var controllers: [String] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 }
 
-/// `leader`: the group leader's peer address, as this node believes it.
-public nonisolated struct Shardkv_LeaderRequest: Sendable {
+/// `locate KEY`: the key's shard and its owner in this node's latest configuration.
+public nonisolated struct Shardkv_LocateRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
-
-  public init() {}
-}
-
-public nonisolated struct Shardkv_LeaderReply: Sendable {
-  // SwiftProtobuf.Message conformance is added in an extension below. See the
-  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
-  // methods supported on all messages.
-
-  public var error: Shardkv_KvError = .ok
-
-  /// Empty when no leader is known.
-  public var leader: String = String()
-
-  public var term: UInt64 = 0
+  public var key: Data = Data()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 }
 
-/// `dropped`: members the leader has not heard from for longer than the failure threshold.
-public nonisolated struct Shardkv_DroppedRequest: Sendable {
-  // SwiftProtobuf.Message conformance is added in an extension below. See the
-  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
-  // methods supported on all messages.
-
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
-
-  public init() {}
-}
-
-public nonisolated struct Shardkv_DroppedReply: Sendable {
+public nonisolated struct Shardkv_LocateReply: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   public var error: Shardkv_KvError = .ok
 
-  public var leaderHint: String = String()
+  public var message: String = String()
 
-  /// Peer addresses, sorted.
-  public var peers: [String] = []
+  public var shard: UInt32 = 0
+
+  public var group: UInt64 = 0
+
+  public var configNum: UInt64 = 0
+
+  public var shardCount: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// `shards`: the shards this node's group holds or is moving, as this node has applied them.
+public nonisolated struct Shardkv_ShardsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Shardkv_ShardInfo: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var shard: UInt32 = 0
+
+  public var phase: Shardkv_ShardPhase = .absent
+
+  /// Stored keys and bytes (keys + values) of the shard on this node.
+  public var keys: UInt64 = 0
+
+  public var bytes: UInt64 = 0
+
+  /// PULLING: the group it is pulled from; HANDING_OFF: the group it goes to.
+  public var peerGroup: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Shardkv_ShardsReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var error: Shardkv_KvError = .ok
+
+  public var group: UInt64 = 0
+
+  public var configNum: UInt64 = 0
+
+  public var appliedIndex: UInt64 = 0
+
+  public var shards: [Shardkv_ShardInfo] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -337,116 +370,6 @@ public nonisolated struct Shardkv_DirectGetReply: Sendable {
   public init() {}
 }
 
-public nonisolated struct Shardkv_StatusRequest: Sendable {
-  // SwiftProtobuf.Message conformance is added in an extension below. See the
-  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
-  // methods supported on all messages.
-
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
-
-  public init() {}
-}
-
-public nonisolated struct Shardkv_MemberStatus: Sendable {
-  // SwiftProtobuf.Message conformance is added in an extension below. See the
-  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
-  // methods supported on all messages.
-
-  /// The member's peer address.
-  public var peer: String = String()
-
-  public var voter: Bool = false
-
-  /// Leader's view of replication progress; 0 when this node is not the leader.
-  public var matchIndex: UInt64 = 0
-
-  public var nextIndex: UInt64 = 0
-
-  /// Milliseconds since the leader last heard from the member; -1 when unknown.
-  public var lastContactMs: Int64 = 0
-
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
-
-  public init() {}
-}
-
-public nonisolated struct Shardkv_StatusReply: Sendable {
-  // SwiftProtobuf.Message conformance is added in an extension below. See the
-  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
-  // methods supported on all messages.
-
-  public var error: Shardkv_KvError = .ok
-
-  /// This node's peer address.
-  public var node: String = String()
-
-  public var role: Shardkv_NodeRole = .unspecified
-
-  public var term: UInt64 = 0
-
-  /// Empty when no leader is known.
-  public var leader: String = String()
-
-  public var commitIndex: UInt64 = 0
-
-  public var appliedIndex: UInt64 = 0
-
-  /// Sorted by peer address.
-  public var members: [Shardkv_MemberStatus] = []
-
-  public var groupID: UInt64 = 0
-
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
-
-  public init() {}
-}
-
-/// `join PEER`: add PEER to the group (as a learner first, promoted once caught up).
-public nonisolated struct Shardkv_JoinRequest: Sendable {
-  // SwiftProtobuf.Message conformance is added in an extension below. See the
-  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
-  // methods supported on all messages.
-
-  public var peer: String = String()
-
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
-
-  public init() {}
-}
-
-/// `remove PEER`: remove PEER from the group.
-public nonisolated struct Shardkv_RemoveRequest: Sendable {
-  // SwiftProtobuf.Message conformance is added in an extension below. See the
-  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
-  // methods supported on all messages.
-
-  public var peer: String = String()
-
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
-
-  public init() {}
-}
-
-/// The reply to JoinRequest and RemoveRequest.
-public nonisolated struct Shardkv_MembershipReply: Sendable {
-  // SwiftProtobuf.Message conformance is added in an extension below. See the
-  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
-  // methods supported on all messages.
-
-  public var error: Shardkv_KvError = .ok
-
-  public var leaderHint: String = String()
-
-  public var message: String = String()
-
-  /// The member list after the change, sorted.
-  public var members: [String] = []
-
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
-
-  public init() {}
-}
-
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "shardkv"
@@ -459,8 +382,8 @@ nonisolated extension Shardkv_KvOp: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0KV_OP_UNSPECIFIED\0\u{1}KV_OP_GET\0\u{1}KV_OP_PUT\0\u{1}KV_OP_APPEND\0\u{1}KV_OP_DELETE\0")
 }
 
-nonisolated extension Shardkv_NodeRole: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0NODE_ROLE_UNSPECIFIED\0\u{1}NODE_ROLE_FOLLOWER\0\u{1}NODE_ROLE_PRE_CANDIDATE\0\u{1}NODE_ROLE_CANDIDATE\0\u{1}NODE_ROLE_LEADER\0\u{1}NODE_ROLE_LEARNER\0\u{1}NODE_ROLE_STANDBY\0")
+nonisolated extension Shardkv_ShardPhase: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0SHARD_PHASE_ABSENT\0\u{1}SHARD_PHASE_SERVING\0\u{1}SHARD_PHASE_PULLING\0\u{1}SHARD_PHASE_HANDING_OFF\0")
 }
 
 nonisolated extension Shardkv_KvRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
@@ -520,7 +443,7 @@ nonisolated extension Shardkv_KvRequest: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension Shardkv_KvReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".KvReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}error\0\u{1}value\0\u{3}leader_hint\0\u{1}message\0\u{3}config_num\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}error\0\u{1}value\0\u{3}leader_hint\0\u{1}message\0\u{3}config_num\0\u{1}shard\0\u{3}owner_group\0\u{3}owner_servers\0\u{1}controllers\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -533,6 +456,10 @@ nonisolated extension Shardkv_KvReply: SwiftProtobuf.Message, SwiftProtobuf._Mes
       case 3: try { try decoder.decodeSingularStringField(value: &self.leaderHint) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.message) }()
       case 5: try { try decoder.decodeSingularUInt64Field(value: &self.configNum) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.shard) }()
+      case 7: try { try decoder.decodeSingularUInt64Field(value: &self.ownerGroup) }()
+      case 8: try { try decoder.decodeRepeatedStringField(value: &self.ownerServers) }()
+      case 9: try { try decoder.decodeRepeatedStringField(value: &self.controllers) }()
       default: break
       }
     }
@@ -554,6 +481,18 @@ nonisolated extension Shardkv_KvReply: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if self.configNum != 0 {
       try visitor.visitSingularUInt64Field(value: self.configNum, fieldNumber: 5)
     }
+    if self.shard != 0 {
+      try visitor.visitSingularUInt32Field(value: self.shard, fieldNumber: 6)
+    }
+    if self.ownerGroup != 0 {
+      try visitor.visitSingularUInt64Field(value: self.ownerGroup, fieldNumber: 7)
+    }
+    if !self.ownerServers.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.ownerServers, fieldNumber: 8)
+    }
+    if !self.controllers.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.controllers, fieldNumber: 9)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -563,13 +502,102 @@ nonisolated extension Shardkv_KvReply: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if lhs.leaderHint != rhs.leaderHint {return false}
     if lhs.message != rhs.message {return false}
     if lhs.configNum != rhs.configNum {return false}
+    if lhs.shard != rhs.shard {return false}
+    if lhs.ownerGroup != rhs.ownerGroup {return false}
+    if lhs.ownerServers != rhs.ownerServers {return false}
+    if lhs.controllers != rhs.controllers {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Shardkv_LeaderRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".LeaderRequest"
+nonisolated extension Shardkv_LocateRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".LocateRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}key\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.key) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.key.isEmpty {
+      try visitor.visitSingularBytesField(value: self.key, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Shardkv_LocateRequest, rhs: Shardkv_LocateRequest) -> Bool {
+    if lhs.key != rhs.key {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Shardkv_LocateReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".LocateReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}error\0\u{1}message\0\u{1}shard\0\u{1}group\0\u{3}config_num\0\u{3}shard_count\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularEnumField(value: &self.error) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.message) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.shard) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.group) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.configNum) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.shardCount) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.error != .ok {
+      try visitor.visitSingularEnumField(value: self.error, fieldNumber: 1)
+    }
+    if !self.message.isEmpty {
+      try visitor.visitSingularStringField(value: self.message, fieldNumber: 2)
+    }
+    if self.shard != 0 {
+      try visitor.visitSingularUInt32Field(value: self.shard, fieldNumber: 3)
+    }
+    if self.group != 0 {
+      try visitor.visitSingularUInt64Field(value: self.group, fieldNumber: 4)
+    }
+    if self.configNum != 0 {
+      try visitor.visitSingularUInt64Field(value: self.configNum, fieldNumber: 5)
+    }
+    if self.shardCount != 0 {
+      try visitor.visitSingularUInt32Field(value: self.shardCount, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Shardkv_LocateReply, rhs: Shardkv_LocateReply) -> Bool {
+    if lhs.error != rhs.error {return false}
+    if lhs.message != rhs.message {return false}
+    if lhs.shard != rhs.shard {return false}
+    if lhs.group != rhs.group {return false}
+    if lhs.configNum != rhs.configNum {return false}
+    if lhs.shardCount != rhs.shardCount {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Shardkv_ShardsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ShardsRequest"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
@@ -581,15 +609,65 @@ nonisolated extension Shardkv_LeaderRequest: SwiftProtobuf.Message, SwiftProtobu
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Shardkv_LeaderRequest, rhs: Shardkv_LeaderRequest) -> Bool {
+  public static func ==(lhs: Shardkv_ShardsRequest, rhs: Shardkv_ShardsRequest) -> Bool {
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Shardkv_LeaderReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".LeaderReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}error\0\u{1}leader\0\u{1}term\0")
+nonisolated extension Shardkv_ShardInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ShardInfo"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}shard\0\u{1}phase\0\u{1}keys\0\u{1}bytes\0\u{3}peer_group\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.shard) }()
+      case 2: try { try decoder.decodeSingularEnumField(value: &self.phase) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.keys) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.bytes) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.peerGroup) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.shard != 0 {
+      try visitor.visitSingularUInt32Field(value: self.shard, fieldNumber: 1)
+    }
+    if self.phase != .absent {
+      try visitor.visitSingularEnumField(value: self.phase, fieldNumber: 2)
+    }
+    if self.keys != 0 {
+      try visitor.visitSingularUInt64Field(value: self.keys, fieldNumber: 3)
+    }
+    if self.bytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.bytes, fieldNumber: 4)
+    }
+    if self.peerGroup != 0 {
+      try visitor.visitSingularUInt64Field(value: self.peerGroup, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Shardkv_ShardInfo, rhs: Shardkv_ShardInfo) -> Bool {
+    if lhs.shard != rhs.shard {return false}
+    if lhs.phase != rhs.phase {return false}
+    if lhs.keys != rhs.keys {return false}
+    if lhs.bytes != rhs.bytes {return false}
+    if lhs.peerGroup != rhs.peerGroup {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Shardkv_ShardsReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ShardsReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}error\0\u{1}group\0\u{3}config_num\0\u{3}applied_index\0\u{1}shards\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -598,8 +676,10 @@ nonisolated extension Shardkv_LeaderReply: SwiftProtobuf.Message, SwiftProtobuf.
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularEnumField(value: &self.error) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.leader) }()
-      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.term) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.group) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.configNum) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.appliedIndex) }()
+      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.shards) }()
       default: break
       }
     }
@@ -609,78 +689,27 @@ nonisolated extension Shardkv_LeaderReply: SwiftProtobuf.Message, SwiftProtobuf.
     if self.error != .ok {
       try visitor.visitSingularEnumField(value: self.error, fieldNumber: 1)
     }
-    if !self.leader.isEmpty {
-      try visitor.visitSingularStringField(value: self.leader, fieldNumber: 2)
+    if self.group != 0 {
+      try visitor.visitSingularUInt64Field(value: self.group, fieldNumber: 2)
     }
-    if self.term != 0 {
-      try visitor.visitSingularUInt64Field(value: self.term, fieldNumber: 3)
+    if self.configNum != 0 {
+      try visitor.visitSingularUInt64Field(value: self.configNum, fieldNumber: 3)
+    }
+    if self.appliedIndex != 0 {
+      try visitor.visitSingularUInt64Field(value: self.appliedIndex, fieldNumber: 4)
+    }
+    if !self.shards.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.shards, fieldNumber: 5)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Shardkv_LeaderReply, rhs: Shardkv_LeaderReply) -> Bool {
+  public static func ==(lhs: Shardkv_ShardsReply, rhs: Shardkv_ShardsReply) -> Bool {
     if lhs.error != rhs.error {return false}
-    if lhs.leader != rhs.leader {return false}
-    if lhs.term != rhs.term {return false}
-    if lhs.unknownFields != rhs.unknownFields {return false}
-    return true
-  }
-}
-
-nonisolated extension Shardkv_DroppedRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".DroppedRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
-
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    // Load everything into unknown fields
-    while try decoder.nextFieldNumber() != nil {}
-  }
-
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    try unknownFields.traverse(visitor: &visitor)
-  }
-
-  public static func ==(lhs: Shardkv_DroppedRequest, rhs: Shardkv_DroppedRequest) -> Bool {
-    if lhs.unknownFields != rhs.unknownFields {return false}
-    return true
-  }
-}
-
-nonisolated extension Shardkv_DroppedReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".DroppedReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}error\0\u{3}leader_hint\0\u{1}peers\0")
-
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularEnumField(value: &self.error) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.leaderHint) }()
-      case 3: try { try decoder.decodeRepeatedStringField(value: &self.peers) }()
-      default: break
-      }
-    }
-  }
-
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    if self.error != .ok {
-      try visitor.visitSingularEnumField(value: self.error, fieldNumber: 1)
-    }
-    if !self.leaderHint.isEmpty {
-      try visitor.visitSingularStringField(value: self.leaderHint, fieldNumber: 2)
-    }
-    if !self.peers.isEmpty {
-      try visitor.visitRepeatedStringField(value: self.peers, fieldNumber: 3)
-    }
-    try unknownFields.traverse(visitor: &visitor)
-  }
-
-  public static func ==(lhs: Shardkv_DroppedReply, rhs: Shardkv_DroppedReply) -> Bool {
-    if lhs.error != rhs.error {return false}
-    if lhs.leaderHint != rhs.leaderHint {return false}
-    if lhs.peers != rhs.peers {return false}
+    if lhs.group != rhs.group {return false}
+    if lhs.configNum != rhs.configNum {return false}
+    if lhs.appliedIndex != rhs.appliedIndex {return false}
+    if lhs.shards != rhs.shards {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -751,250 +780,6 @@ nonisolated extension Shardkv_DirectGetReply: SwiftProtobuf.Message, SwiftProtob
     if lhs.error != rhs.error {return false}
     if lhs.value != rhs.value {return false}
     if lhs.appliedIndex != rhs.appliedIndex {return false}
-    if lhs.unknownFields != rhs.unknownFields {return false}
-    return true
-  }
-}
-
-nonisolated extension Shardkv_StatusRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".StatusRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
-
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    // Load everything into unknown fields
-    while try decoder.nextFieldNumber() != nil {}
-  }
-
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    try unknownFields.traverse(visitor: &visitor)
-  }
-
-  public static func ==(lhs: Shardkv_StatusRequest, rhs: Shardkv_StatusRequest) -> Bool {
-    if lhs.unknownFields != rhs.unknownFields {return false}
-    return true
-  }
-}
-
-nonisolated extension Shardkv_MemberStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".MemberStatus"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}peer\0\u{1}voter\0\u{3}match_index\0\u{3}next_index\0\u{3}last_contact_ms\0")
-
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.peer) }()
-      case 2: try { try decoder.decodeSingularBoolField(value: &self.voter) }()
-      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.matchIndex) }()
-      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.nextIndex) }()
-      case 5: try { try decoder.decodeSingularInt64Field(value: &self.lastContactMs) }()
-      default: break
-      }
-    }
-  }
-
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    if !self.peer.isEmpty {
-      try visitor.visitSingularStringField(value: self.peer, fieldNumber: 1)
-    }
-    if self.voter != false {
-      try visitor.visitSingularBoolField(value: self.voter, fieldNumber: 2)
-    }
-    if self.matchIndex != 0 {
-      try visitor.visitSingularUInt64Field(value: self.matchIndex, fieldNumber: 3)
-    }
-    if self.nextIndex != 0 {
-      try visitor.visitSingularUInt64Field(value: self.nextIndex, fieldNumber: 4)
-    }
-    if self.lastContactMs != 0 {
-      try visitor.visitSingularInt64Field(value: self.lastContactMs, fieldNumber: 5)
-    }
-    try unknownFields.traverse(visitor: &visitor)
-  }
-
-  public static func ==(lhs: Shardkv_MemberStatus, rhs: Shardkv_MemberStatus) -> Bool {
-    if lhs.peer != rhs.peer {return false}
-    if lhs.voter != rhs.voter {return false}
-    if lhs.matchIndex != rhs.matchIndex {return false}
-    if lhs.nextIndex != rhs.nextIndex {return false}
-    if lhs.lastContactMs != rhs.lastContactMs {return false}
-    if lhs.unknownFields != rhs.unknownFields {return false}
-    return true
-  }
-}
-
-nonisolated extension Shardkv_StatusReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".StatusReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}error\0\u{1}node\0\u{1}role\0\u{1}term\0\u{1}leader\0\u{3}commit_index\0\u{3}applied_index\0\u{1}members\0\u{3}group_id\0")
-
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularEnumField(value: &self.error) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.node) }()
-      case 3: try { try decoder.decodeSingularEnumField(value: &self.role) }()
-      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.term) }()
-      case 5: try { try decoder.decodeSingularStringField(value: &self.leader) }()
-      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.commitIndex) }()
-      case 7: try { try decoder.decodeSingularUInt64Field(value: &self.appliedIndex) }()
-      case 8: try { try decoder.decodeRepeatedMessageField(value: &self.members) }()
-      case 9: try { try decoder.decodeSingularUInt64Field(value: &self.groupID) }()
-      default: break
-      }
-    }
-  }
-
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    if self.error != .ok {
-      try visitor.visitSingularEnumField(value: self.error, fieldNumber: 1)
-    }
-    if !self.node.isEmpty {
-      try visitor.visitSingularStringField(value: self.node, fieldNumber: 2)
-    }
-    if self.role != .unspecified {
-      try visitor.visitSingularEnumField(value: self.role, fieldNumber: 3)
-    }
-    if self.term != 0 {
-      try visitor.visitSingularUInt64Field(value: self.term, fieldNumber: 4)
-    }
-    if !self.leader.isEmpty {
-      try visitor.visitSingularStringField(value: self.leader, fieldNumber: 5)
-    }
-    if self.commitIndex != 0 {
-      try visitor.visitSingularUInt64Field(value: self.commitIndex, fieldNumber: 6)
-    }
-    if self.appliedIndex != 0 {
-      try visitor.visitSingularUInt64Field(value: self.appliedIndex, fieldNumber: 7)
-    }
-    if !self.members.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.members, fieldNumber: 8)
-    }
-    if self.groupID != 0 {
-      try visitor.visitSingularUInt64Field(value: self.groupID, fieldNumber: 9)
-    }
-    try unknownFields.traverse(visitor: &visitor)
-  }
-
-  public static func ==(lhs: Shardkv_StatusReply, rhs: Shardkv_StatusReply) -> Bool {
-    if lhs.error != rhs.error {return false}
-    if lhs.node != rhs.node {return false}
-    if lhs.role != rhs.role {return false}
-    if lhs.term != rhs.term {return false}
-    if lhs.leader != rhs.leader {return false}
-    if lhs.commitIndex != rhs.commitIndex {return false}
-    if lhs.appliedIndex != rhs.appliedIndex {return false}
-    if lhs.members != rhs.members {return false}
-    if lhs.groupID != rhs.groupID {return false}
-    if lhs.unknownFields != rhs.unknownFields {return false}
-    return true
-  }
-}
-
-nonisolated extension Shardkv_JoinRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".JoinRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}peer\0")
-
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.peer) }()
-      default: break
-      }
-    }
-  }
-
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    if !self.peer.isEmpty {
-      try visitor.visitSingularStringField(value: self.peer, fieldNumber: 1)
-    }
-    try unknownFields.traverse(visitor: &visitor)
-  }
-
-  public static func ==(lhs: Shardkv_JoinRequest, rhs: Shardkv_JoinRequest) -> Bool {
-    if lhs.peer != rhs.peer {return false}
-    if lhs.unknownFields != rhs.unknownFields {return false}
-    return true
-  }
-}
-
-nonisolated extension Shardkv_RemoveRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".RemoveRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}peer\0")
-
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.peer) }()
-      default: break
-      }
-    }
-  }
-
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    if !self.peer.isEmpty {
-      try visitor.visitSingularStringField(value: self.peer, fieldNumber: 1)
-    }
-    try unknownFields.traverse(visitor: &visitor)
-  }
-
-  public static func ==(lhs: Shardkv_RemoveRequest, rhs: Shardkv_RemoveRequest) -> Bool {
-    if lhs.peer != rhs.peer {return false}
-    if lhs.unknownFields != rhs.unknownFields {return false}
-    return true
-  }
-}
-
-nonisolated extension Shardkv_MembershipReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".MembershipReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}error\0\u{3}leader_hint\0\u{1}message\0\u{1}members\0")
-
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularEnumField(value: &self.error) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.leaderHint) }()
-      case 3: try { try decoder.decodeSingularStringField(value: &self.message) }()
-      case 4: try { try decoder.decodeRepeatedStringField(value: &self.members) }()
-      default: break
-      }
-    }
-  }
-
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    if self.error != .ok {
-      try visitor.visitSingularEnumField(value: self.error, fieldNumber: 1)
-    }
-    if !self.leaderHint.isEmpty {
-      try visitor.visitSingularStringField(value: self.leaderHint, fieldNumber: 2)
-    }
-    if !self.message.isEmpty {
-      try visitor.visitSingularStringField(value: self.message, fieldNumber: 3)
-    }
-    if !self.members.isEmpty {
-      try visitor.visitRepeatedStringField(value: self.members, fieldNumber: 4)
-    }
-    try unknownFields.traverse(visitor: &visitor)
-  }
-
-  public static func ==(lhs: Shardkv_MembershipReply, rhs: Shardkv_MembershipReply) -> Bool {
-    if lhs.error != rhs.error {return false}
-    if lhs.leaderHint != rhs.leaderHint {return false}
-    if lhs.message != rhs.message {return false}
-    if lhs.members != rhs.members {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -8,8 +8,8 @@
 // For information on using the generated types, please see the documentation:
 //   https://github.com/apple/swift-protobuf/
 
-/// What a KV group replicates and stores: its Raft commands, client sessions and snapshot
-/// pieces. Internal to a group; clients speak kv.proto.
+/// What a KV group replicates and stores (its Raft commands, shard table, snapshot pieces) and
+/// what groups say to each other when a shard moves. Clients speak kv.proto.
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -28,6 +28,52 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
   typealias Version = _2
 }
 
+public nonisolated enum Shardkv_Group_PullError: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case ok // = 0
+
+  /// This member has not applied configuration `config_num` yet; try later or another member.
+  case notReady // = 1
+
+  /// This member does not hold the shard as handed off in that configuration.
+  case notHeld // = 2
+  case invalidArgument // = 3
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .ok
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .ok
+    case 1: self = .notReady
+    case 2: self = .notHeld
+    case 3: self = .invalidArgument
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .ok: return 0
+    case .notReady: return 1
+    case .notHeld: return 2
+    case .invalidArgument: return 3
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Shardkv_Group_PullError] = [
+    .ok,
+    .notReady,
+    .notHeld,
+    .invalidArgument,
+  ]
+
+}
+
 /// One command of a KV group's Raft log.
 public nonisolated struct Shardkv_Group_Command: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -38,60 +84,134 @@ public nonisolated struct Shardkv_Group_Command: Sendable {
   /// time only from here, so every replica expires the same sessions at the same entry.
   public var stampMs: UInt64 = 0
 
+  public var body: Shardkv_Group_Command.OneOf_Body? = nil
+
+  /// A client's Get, Put, Append or Delete.
   public var request: Shardkv_KvRequest {
-    get {_request ?? Shardkv_KvRequest()}
-    set {_request = newValue}
+    get {
+      if case .request(let v)? = body {return v}
+      return Shardkv_KvRequest()
+    }
+    set {body = .request(newValue)}
   }
-  /// Returns true if `request` has been explicitly set.
-  public var hasRequest: Bool {self._request != nil}
-  /// Clears the value of `request`. Subsequent reads from it will return its default value.
-  public mutating func clearRequest() {self._request = nil}
+
+  /// Move to the next configuration (sharded groups only).
+  public var reconfigure: Shardkv_Group_Reconfigure {
+    get {
+      if case .reconfigure(let v)? = body {return v}
+      return Shardkv_Group_Reconfigure()
+    }
+    set {body = .reconfigure(newValue)}
+  }
+
+  /// One page of a shard pulled from its previous owner.
+  public var installShard: Shardkv_Group_InstallShard {
+    get {
+      if case .installShard(let v)? = body {return v}
+      return Shardkv_Group_InstallShard()
+    }
+    set {body = .installShard(newValue)}
+  }
+
+  /// Drop a handed-off shard: its new owner has installed it.
+  public var deleteShard: Shardkv_Group_DeleteShard {
+    get {
+      if case .deleteShard(let v)? = body {return v}
+      return Shardkv_Group_DeleteShard()
+    }
+    set {body = .deleteShard(newValue)}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum OneOf_Body: Equatable, Sendable {
+    /// A client's Get, Put, Append or Delete.
+    case request(Shardkv_KvRequest)
+    /// Move to the next configuration (sharded groups only).
+    case reconfigure(Shardkv_Group_Reconfigure)
+    /// One page of a shard pulled from its previous owner.
+    case installShard(Shardkv_Group_InstallShard)
+    /// Drop a handed-off shard: its new owner has installed it.
+    case deleteShard(Shardkv_Group_DeleteShard)
+
+  }
+
+  public init() {}
+}
+
+public nonisolated struct Shardkv_Group_Reconfigure: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var config: Shardkv_Ctrler_Config {
+    get {_config ?? Shardkv_Ctrler_Config()}
+    set {_config = newValue}
+  }
+  /// Returns true if `config` has been explicitly set.
+  public var hasConfig: Bool {self._config != nil}
+  /// Clears the value of `config`. Subsequent reads from it will return its default value.
+  public mutating func clearConfig() {self._config = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _request: Shardkv_KvRequest? = nil
+  fileprivate var _config: Shardkv_Ctrler_Config? = nil
 }
 
-/// The last reply a group gave a client, kept so that a retried write executes once.
-public nonisolated struct Shardkv_Group_Session: Sendable {
+/// A page of shard `shard` as it stood when it left its owner in configuration `config_num`.
+/// Applied only if the shard is pulling in that configuration and `sequence` is the next page
+/// expected, so a page proposed twice (a retry, a new leader) takes effect once.
+public nonisolated struct Shardkv_Group_InstallShard: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var clientID: UInt64 = 0
+  public var shard: UInt32 = 0
+
+  public var configNum: UInt64 = 0
 
   public var sequence: UInt64 = 0
 
-  public var reply: Shardkv_KvReply {
-    get {_reply ?? Shardkv_KvReply()}
-    set {_reply = newValue}
-  }
-  /// Returns true if `reply` has been explicitly set.
-  public var hasReply: Bool {self._reply != nil}
-  /// Clears the value of `reply`. Subsequent reads from it will return its default value.
-  public mutating func clearReply() {self._reply = nil}
+  /// Where the next page starts: the last user key of this page.
+  public var resumeAfter: Data = Data()
 
-  public var lastSeenMs: UInt64 = 0
+  /// A zstd frame holding a ShardPage.
+  public var page: Data = Data()
+
+  /// The shard is complete after this page: it serves from here on.
+  public var last: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
-
-  fileprivate var _reply: Shardkv_KvReply? = nil
 }
 
-/// One piece of a state machine image: stored records in key order.
-public nonisolated struct Shardkv_Group_SnapshotPiece: Sendable {
+public nonisolated struct Shardkv_Group_DeleteShard: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// column family kv
-  public var data: [Shardkv_Group_SnapshotPiece.Record] = []
+  public var shard: UInt32 = 0
 
-  public var sessions: [Shardkv_Group_Session] = []
+  public var configNum: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Records of one shard in user-key order (keys without the shard prefix); the last page also
+/// carries the old owner's client sessions.
+public nonisolated struct Shardkv_Group_ShardPage: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var records: [Shardkv_Group_ShardPage.Record] = []
+
+  public var sessions: [Shardkv_ClientSession] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -112,13 +232,190 @@ public nonisolated struct Shardkv_Group_SnapshotPiece: Sendable {
   public init() {}
 }
 
+/// The group's view of its shards, persisted with every change (see ShardTable).
+public nonisolated struct Shardkv_Group_ShardTableRecord: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The group this table belongs to; 0 for a standalone group (every shard, no controller).
+  public var group: UInt64 = 0
+
+  public var config: Shardkv_Ctrler_Config {
+    get {_config ?? Shardkv_Ctrler_Config()}
+    set {_config = newValue}
+  }
+  /// Returns true if `config` has been explicitly set.
+  public var hasConfig: Bool {self._config != nil}
+  /// Clears the value of `config`. Subsequent reads from it will return its default value.
+  public mutating func clearConfig() {self._config = nil}
+
+  public var shards: [Shardkv_Group_ShardTableRecord.Shard] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated struct Shard: Sendable {
+    // SwiftProtobuf.Message conformance is added in an extension below. See the
+    // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+    // methods supported on all messages.
+
+    public var shard: UInt32 = 0
+
+    public var phase: Shardkv_ShardPhase = .absent
+
+    /// The configuration in which the shard entered this phase.
+    public var configNum: UInt64 = 0
+
+    /// PULLING: the previous owner and its API addresses; HANDING_OFF: the new owner and its.
+    public var peerGroup: UInt64 = 0
+
+    public var peerServers: [String] = []
+
+    /// PULLING: pages installed so far and where the next one starts.
+    public var nextSequence: UInt64 = 0
+
+    public var resumeAfter: Data = Data()
+
+    public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    public init() {}
+  }
+
+  public init() {}
+
+  fileprivate var _config: Shardkv_Ctrler_Config? = nil
+}
+
+/// One piece of a state machine image: stored records in key order, then the sessions and the
+/// shard table.
+public nonisolated struct Shardkv_Group_SnapshotPiece: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// column family kv
+  public var data: [Shardkv_Group_SnapshotPiece.Record] = []
+
+  public var sessions: [Shardkv_ClientSession] = []
+
+  /// Set in the last piece.
+  public var shardTable: Shardkv_Group_ShardTableRecord {
+    get {_shardTable ?? Shardkv_Group_ShardTableRecord()}
+    set {_shardTable = newValue}
+  }
+  /// Returns true if `shardTable` has been explicitly set.
+  public var hasShardTable: Bool {self._shardTable != nil}
+  /// Clears the value of `shardTable`. Subsequent reads from it will return its default value.
+  public mutating func clearShardTable() {self._shardTable = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated struct Record: Sendable {
+    // SwiftProtobuf.Message conformance is added in an extension below. See the
+    // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+    // methods supported on all messages.
+
+    public var key: Data = Data()
+
+    public var value: Data = Data()
+
+    public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    public init() {}
+  }
+
+  public init() {}
+
+  fileprivate var _shardTable: Shardkv_Group_ShardTableRecord? = nil
+}
+
+/// The new owner asks any member of the old owner for the next page of a shard that left the
+/// old owner in configuration `config_num`.
+public nonisolated struct Shardkv_Group_PullShardRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var shard: UInt32 = 0
+
+  public var configNum: UInt64 = 0
+
+  /// Start after this user key; from the shard's first key when `from_start`.
+  public var resumeAfter: Data = Data()
+
+  public var fromStart: Bool = false
+
+  /// Upper bound on the page's uncompressed records (at least one record is always sent).
+  public var maxBytes: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Shardkv_Group_PullShardReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var error: Shardkv_Group_PullError = .ok
+
+  public var message: String = String()
+
+  /// A zstd frame holding a ShardPage (with the sessions when `last`).
+  public var page: Data = Data()
+
+  public var resumeAfter: Data = Data()
+
+  public var last: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// The old owner asks any member of the new owner whether it has installed a shard it gained in
+/// configuration `config_num`; when yes, the old owner deletes its frozen copy.
+public nonisolated struct Shardkv_Group_ShardInstalledRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var shard: UInt32 = 0
+
+  public var configNum: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Shardkv_Group_ShardInstalledReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var installed: Bool = false
+
+  /// This member's applied configuration number, for diagnostics.
+  public var configNum: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "shardkv.group"
 
+nonisolated extension Shardkv_Group_PullError: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0PULL_ERROR_OK\0\u{1}PULL_ERROR_NOT_READY\0\u{1}PULL_ERROR_NOT_HELD\0\u{1}PULL_ERROR_INVALID_ARGUMENT\0")
+}
+
 nonisolated extension Shardkv_Group_Command: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Command"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}stamp_ms\0\u{1}request\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}stamp_ms\0\u{1}request\0\u{1}reconfigure\0\u{3}install_shard\0\u{3}delete_shard\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -127,7 +424,58 @@ nonisolated extension Shardkv_Group_Command: SwiftProtobuf.Message, SwiftProtobu
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularUInt64Field(value: &self.stampMs) }()
-      case 2: try { try decoder.decodeSingularMessageField(value: &self._request) }()
+      case 2: try {
+        var v: Shardkv_KvRequest?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .request(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .request(v)
+        }
+      }()
+      case 3: try {
+        var v: Shardkv_Group_Reconfigure?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .reconfigure(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .reconfigure(v)
+        }
+      }()
+      case 4: try {
+        var v: Shardkv_Group_InstallShard?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .installShard(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .installShard(v)
+        }
+      }()
+      case 5: try {
+        var v: Shardkv_Group_DeleteShard?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .deleteShard(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .deleteShard(v)
+        }
+      }()
       default: break
       }
     }
@@ -141,23 +489,39 @@ nonisolated extension Shardkv_Group_Command: SwiftProtobuf.Message, SwiftProtobu
     if self.stampMs != 0 {
       try visitor.visitSingularUInt64Field(value: self.stampMs, fieldNumber: 1)
     }
-    try { if let v = self._request {
+    switch self.body {
+    case .request?: try {
+      guard case .request(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
-    } }()
+    }()
+    case .reconfigure?: try {
+      guard case .reconfigure(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    }()
+    case .installShard?: try {
+      guard case .installShard(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    }()
+    case .deleteShard?: try {
+      guard case .deleteShard(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    }()
+    case nil: break
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Shardkv_Group_Command, rhs: Shardkv_Group_Command) -> Bool {
     if lhs.stampMs != rhs.stampMs {return false}
-    if lhs._request != rhs._request {return false}
+    if lhs.body != rhs.body {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Shardkv_Group_Session: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".Session"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}client_id\0\u{1}sequence\0\u{1}reply\0\u{3}last_seen_ms\0")
+nonisolated extension Shardkv_Group_Reconfigure: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Reconfigure"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}config\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -165,10 +529,7 @@ nonisolated extension Shardkv_Group_Session: SwiftProtobuf.Message, SwiftProtobu
       // allocates stack space for every case branch when no optimizations are
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
-      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.clientID) }()
-      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.sequence) }()
-      case 3: try { try decoder.decodeSingularMessageField(value: &self._reply) }()
-      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.lastSeenMs) }()
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._config) }()
       default: break
       }
     }
@@ -179,26 +540,278 @@ nonisolated extension Shardkv_Group_Session: SwiftProtobuf.Message, SwiftProtobu
     // allocates stack space for every if/case branch local when no optimizations
     // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
     // https://github.com/apple/swift-protobuf/issues/1182
-    if self.clientID != 0 {
-      try visitor.visitSingularUInt64Field(value: self.clientID, fieldNumber: 1)
+    try { if let v = self._config {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Shardkv_Group_Reconfigure, rhs: Shardkv_Group_Reconfigure) -> Bool {
+    if lhs._config != rhs._config {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Shardkv_Group_InstallShard: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".InstallShard"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}shard\0\u{3}config_num\0\u{1}sequence\0\u{3}resume_after\0\u{1}page\0\u{1}last\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.shard) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.configNum) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.sequence) }()
+      case 4: try { try decoder.decodeSingularBytesField(value: &self.resumeAfter) }()
+      case 5: try { try decoder.decodeSingularBytesField(value: &self.page) }()
+      case 6: try { try decoder.decodeSingularBoolField(value: &self.last) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.shard != 0 {
+      try visitor.visitSingularUInt32Field(value: self.shard, fieldNumber: 1)
+    }
+    if self.configNum != 0 {
+      try visitor.visitSingularUInt64Field(value: self.configNum, fieldNumber: 2)
     }
     if self.sequence != 0 {
-      try visitor.visitSingularUInt64Field(value: self.sequence, fieldNumber: 2)
+      try visitor.visitSingularUInt64Field(value: self.sequence, fieldNumber: 3)
     }
-    try { if let v = self._reply {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
-    } }()
-    if self.lastSeenMs != 0 {
-      try visitor.visitSingularUInt64Field(value: self.lastSeenMs, fieldNumber: 4)
+    if !self.resumeAfter.isEmpty {
+      try visitor.visitSingularBytesField(value: self.resumeAfter, fieldNumber: 4)
+    }
+    if !self.page.isEmpty {
+      try visitor.visitSingularBytesField(value: self.page, fieldNumber: 5)
+    }
+    if self.last != false {
+      try visitor.visitSingularBoolField(value: self.last, fieldNumber: 6)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Shardkv_Group_Session, rhs: Shardkv_Group_Session) -> Bool {
-    if lhs.clientID != rhs.clientID {return false}
+  public static func ==(lhs: Shardkv_Group_InstallShard, rhs: Shardkv_Group_InstallShard) -> Bool {
+    if lhs.shard != rhs.shard {return false}
+    if lhs.configNum != rhs.configNum {return false}
     if lhs.sequence != rhs.sequence {return false}
-    if lhs._reply != rhs._reply {return false}
-    if lhs.lastSeenMs != rhs.lastSeenMs {return false}
+    if lhs.resumeAfter != rhs.resumeAfter {return false}
+    if lhs.page != rhs.page {return false}
+    if lhs.last != rhs.last {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Shardkv_Group_DeleteShard: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DeleteShard"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}shard\0\u{3}config_num\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.shard) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.configNum) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.shard != 0 {
+      try visitor.visitSingularUInt32Field(value: self.shard, fieldNumber: 1)
+    }
+    if self.configNum != 0 {
+      try visitor.visitSingularUInt64Field(value: self.configNum, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Shardkv_Group_DeleteShard, rhs: Shardkv_Group_DeleteShard) -> Bool {
+    if lhs.shard != rhs.shard {return false}
+    if lhs.configNum != rhs.configNum {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Shardkv_Group_ShardPage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ShardPage"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}records\0\u{1}sessions\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.records) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.sessions) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.records.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.records, fieldNumber: 1)
+    }
+    if !self.sessions.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.sessions, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Shardkv_Group_ShardPage, rhs: Shardkv_Group_ShardPage) -> Bool {
+    if lhs.records != rhs.records {return false}
+    if lhs.sessions != rhs.sessions {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Shardkv_Group_ShardPage.Record: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = Shardkv_Group_ShardPage.protoMessageName + ".Record"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}key\0\u{1}value\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.key) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.value) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.key.isEmpty {
+      try visitor.visitSingularBytesField(value: self.key, fieldNumber: 1)
+    }
+    if !self.value.isEmpty {
+      try visitor.visitSingularBytesField(value: self.value, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Shardkv_Group_ShardPage.Record, rhs: Shardkv_Group_ShardPage.Record) -> Bool {
+    if lhs.key != rhs.key {return false}
+    if lhs.value != rhs.value {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Shardkv_Group_ShardTableRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ShardTableRecord"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}group\0\u{1}config\0\u{1}shards\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.group) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._config) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.shards) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.group != 0 {
+      try visitor.visitSingularUInt64Field(value: self.group, fieldNumber: 1)
+    }
+    try { if let v = self._config {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    if !self.shards.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.shards, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Shardkv_Group_ShardTableRecord, rhs: Shardkv_Group_ShardTableRecord) -> Bool {
+    if lhs.group != rhs.group {return false}
+    if lhs._config != rhs._config {return false}
+    if lhs.shards != rhs.shards {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Shardkv_Group_ShardTableRecord.Shard: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = Shardkv_Group_ShardTableRecord.protoMessageName + ".Shard"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}shard\0\u{1}phase\0\u{3}config_num\0\u{3}peer_group\0\u{3}peer_servers\0\u{3}next_sequence\0\u{3}resume_after\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.shard) }()
+      case 2: try { try decoder.decodeSingularEnumField(value: &self.phase) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.configNum) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.peerGroup) }()
+      case 5: try { try decoder.decodeRepeatedStringField(value: &self.peerServers) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.nextSequence) }()
+      case 7: try { try decoder.decodeSingularBytesField(value: &self.resumeAfter) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.shard != 0 {
+      try visitor.visitSingularUInt32Field(value: self.shard, fieldNumber: 1)
+    }
+    if self.phase != .absent {
+      try visitor.visitSingularEnumField(value: self.phase, fieldNumber: 2)
+    }
+    if self.configNum != 0 {
+      try visitor.visitSingularUInt64Field(value: self.configNum, fieldNumber: 3)
+    }
+    if self.peerGroup != 0 {
+      try visitor.visitSingularUInt64Field(value: self.peerGroup, fieldNumber: 4)
+    }
+    if !self.peerServers.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.peerServers, fieldNumber: 5)
+    }
+    if self.nextSequence != 0 {
+      try visitor.visitSingularUInt64Field(value: self.nextSequence, fieldNumber: 6)
+    }
+    if !self.resumeAfter.isEmpty {
+      try visitor.visitSingularBytesField(value: self.resumeAfter, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Shardkv_Group_ShardTableRecord.Shard, rhs: Shardkv_Group_ShardTableRecord.Shard) -> Bool {
+    if lhs.shard != rhs.shard {return false}
+    if lhs.phase != rhs.phase {return false}
+    if lhs.configNum != rhs.configNum {return false}
+    if lhs.peerGroup != rhs.peerGroup {return false}
+    if lhs.peerServers != rhs.peerServers {return false}
+    if lhs.nextSequence != rhs.nextSequence {return false}
+    if lhs.resumeAfter != rhs.resumeAfter {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -206,7 +819,7 @@ nonisolated extension Shardkv_Group_Session: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Shardkv_Group_SnapshotPiece: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SnapshotPiece"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}data\0\u{1}sessions\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}data\0\u{1}sessions\0\u{3}shard_table\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -216,24 +829,33 @@ nonisolated extension Shardkv_Group_SnapshotPiece: SwiftProtobuf.Message, SwiftP
       switch fieldNumber {
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.data) }()
       case 2: try { try decoder.decodeRepeatedMessageField(value: &self.sessions) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._shardTable) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if !self.data.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.data, fieldNumber: 1)
     }
     if !self.sessions.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.sessions, fieldNumber: 2)
     }
+    try { if let v = self._shardTable {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Shardkv_Group_SnapshotPiece, rhs: Shardkv_Group_SnapshotPiece) -> Bool {
     if lhs.data != rhs.data {return false}
     if lhs.sessions != rhs.sessions {return false}
+    if lhs._shardTable != rhs._shardTable {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -269,6 +891,176 @@ nonisolated extension Shardkv_Group_SnapshotPiece.Record: SwiftProtobuf.Message,
   public static func ==(lhs: Shardkv_Group_SnapshotPiece.Record, rhs: Shardkv_Group_SnapshotPiece.Record) -> Bool {
     if lhs.key != rhs.key {return false}
     if lhs.value != rhs.value {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Shardkv_Group_PullShardRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PullShardRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}shard\0\u{3}config_num\0\u{3}resume_after\0\u{3}from_start\0\u{3}max_bytes\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.shard) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.configNum) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.resumeAfter) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.fromStart) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.maxBytes) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.shard != 0 {
+      try visitor.visitSingularUInt32Field(value: self.shard, fieldNumber: 1)
+    }
+    if self.configNum != 0 {
+      try visitor.visitSingularUInt64Field(value: self.configNum, fieldNumber: 2)
+    }
+    if !self.resumeAfter.isEmpty {
+      try visitor.visitSingularBytesField(value: self.resumeAfter, fieldNumber: 3)
+    }
+    if self.fromStart != false {
+      try visitor.visitSingularBoolField(value: self.fromStart, fieldNumber: 4)
+    }
+    if self.maxBytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.maxBytes, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Shardkv_Group_PullShardRequest, rhs: Shardkv_Group_PullShardRequest) -> Bool {
+    if lhs.shard != rhs.shard {return false}
+    if lhs.configNum != rhs.configNum {return false}
+    if lhs.resumeAfter != rhs.resumeAfter {return false}
+    if lhs.fromStart != rhs.fromStart {return false}
+    if lhs.maxBytes != rhs.maxBytes {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Shardkv_Group_PullShardReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PullShardReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}error\0\u{1}message\0\u{1}page\0\u{3}resume_after\0\u{1}last\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularEnumField(value: &self.error) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.message) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.page) }()
+      case 4: try { try decoder.decodeSingularBytesField(value: &self.resumeAfter) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.last) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.error != .ok {
+      try visitor.visitSingularEnumField(value: self.error, fieldNumber: 1)
+    }
+    if !self.message.isEmpty {
+      try visitor.visitSingularStringField(value: self.message, fieldNumber: 2)
+    }
+    if !self.page.isEmpty {
+      try visitor.visitSingularBytesField(value: self.page, fieldNumber: 3)
+    }
+    if !self.resumeAfter.isEmpty {
+      try visitor.visitSingularBytesField(value: self.resumeAfter, fieldNumber: 4)
+    }
+    if self.last != false {
+      try visitor.visitSingularBoolField(value: self.last, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Shardkv_Group_PullShardReply, rhs: Shardkv_Group_PullShardReply) -> Bool {
+    if lhs.error != rhs.error {return false}
+    if lhs.message != rhs.message {return false}
+    if lhs.page != rhs.page {return false}
+    if lhs.resumeAfter != rhs.resumeAfter {return false}
+    if lhs.last != rhs.last {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Shardkv_Group_ShardInstalledRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ShardInstalledRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}shard\0\u{3}config_num\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.shard) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.configNum) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.shard != 0 {
+      try visitor.visitSingularUInt32Field(value: self.shard, fieldNumber: 1)
+    }
+    if self.configNum != 0 {
+      try visitor.visitSingularUInt64Field(value: self.configNum, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Shardkv_Group_ShardInstalledRequest, rhs: Shardkv_Group_ShardInstalledRequest) -> Bool {
+    if lhs.shard != rhs.shard {return false}
+    if lhs.configNum != rhs.configNum {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Shardkv_Group_ShardInstalledReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ShardInstalledReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}installed\0\u{3}config_num\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.installed) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.configNum) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.installed != false {
+      try visitor.visitSingularBoolField(value: self.installed, fieldNumber: 1)
+    }
+    if self.configNum != 0 {
+      try visitor.visitSingularUInt64Field(value: self.configNum, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Shardkv_Group_ShardInstalledReply, rhs: Shardkv_Group_ShardInstalledReply) -> Bool {
+    if lhs.installed != rhs.installed {return false}
+    if lhs.configNum != rhs.configNum {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

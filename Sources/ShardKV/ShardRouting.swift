@@ -1,0 +1,61 @@
+import ShardCtrler
+import Wire
+
+/// What a client knows of where shards live: the latest configuration it has read from the
+/// shard controller, and the controller's addresses (given, or learned from WRONG_GROUP
+/// replies). Clerks route each key by it and refresh it when a group says it is stale.
+///
+/// It is only a hint: the group that applies an operation decides whether it owns the key's
+/// shard, so a stale routing costs a redirect, never correctness.
+public actor ShardRouting {
+  private let transport: any Transport
+  private var controllers: [String]
+  private var clerk: ControllerClerk?
+  public private(set) var configuration: ShardConfiguration?
+  /// How long one refresh may take.
+  private let refreshDeadline: Duration
+
+  public init(controllers: [String] = [], transport: any Transport, refreshDeadline: Duration = .seconds(2)) {
+    self.controllers = controllers
+    self.transport = transport
+    self.refreshDeadline = refreshDeadline
+  }
+
+  /// The API addresses of the group owning `key`'s shard in the latest configuration known,
+  /// or nil when unknown (no configuration yet, or the shard unassigned).
+  public func servers(for key: [UInt8]) -> [String]? {
+    guard let configuration, let shard = Self.shard(of: key, in: configuration) else { return nil }
+    let owner = configuration.shards[shard]
+    guard owner != 0, let members = configuration.groups[owner], !members.isEmpty else { return nil }
+    return members
+  }
+
+  /// Whether the controller is known but its configuration not read yet.
+  public var needsFirstRefresh: Bool { configuration == nil && !controllers.isEmpty && !refreshedOnce }
+  private var refreshedOnce = false
+
+  /// Remembers the controller's addresses (from a reply), if none were known.
+  public func learn(controllers addresses: [String]) {
+    guard controllers.isEmpty, !addresses.isEmpty else { return }
+    controllers = addresses
+  }
+
+  /// Reads the latest configuration from the controller; returns it, or nil when the
+  /// controller is unknown or does not answer in time.
+  @discardableResult
+  public func refresh() async -> ShardConfiguration? {
+    guard !controllers.isEmpty else { return nil }
+    refreshedOnce = true
+    let clerk =
+      self.clerk ?? ControllerClerk(servers: controllers, transport: transport, deadline: refreshDeadline)
+    self.clerk = clerk
+    guard let latest = try? await clerk.query() else { return nil }
+    if latest.num >= (configuration?.num ?? 0) { configuration = latest }
+    return configuration
+  }
+
+  static func shard(of key: [UInt8], in configuration: ShardConfiguration) -> Int? {
+    guard (1...65_536).contains(configuration.shardCount) else { return nil }
+    return ShardMap(shardCount: configuration.shardCount).shard(of: key)
+  }
+}
