@@ -127,6 +127,45 @@ final class ShardedClusterTests: XCTestCase {
     }
   }
 
+  /// A write retried after its shard moved is not executed again: the session travelled with
+  /// the shard, and the old owner refuses it.
+  func testRetryAfterTheShardMovedExecutesOnce() async throws {
+    let cluster = try await makeCluster()
+    defer { Task { await cluster.shutdown() } }
+    try await cluster.join([1, 2])
+    try await cluster.waitUntilSettled([1, 2])
+    let transport = cluster.network.transport(for: "retrier")
+    let config = try await cluster.latestConfiguration()
+    let i = try XCTUnwrap((0..<50).first { config.shards[shardOf($0, cluster)] == 1 })
+    func append(_ value: String, sequence: UInt64, at gid: GroupID) async throws -> Shardkv_KvReply {
+      var request = Shardkv_KvRequest()
+      request.op = .append
+      request.key = Data(key(i))
+      request.value = Data(value.utf8)
+      request.clientID = 77
+      request.sequence = sequence
+      for member in cluster.apis(gid) {
+        let bytes = try await transport.call(
+          member, method: KVMethod.request, payload: try request.serializedBytes(), timeout: .seconds(2))
+        let reply = try Shardkv_KvReply(serializedBytes: bytes)
+        if reply.error != .wrongLeader && reply.error != .timeout { return reply }
+      }
+      throw RaftNodeError.timeout
+    }
+    var reply = try await append("a", sequence: 1, at: 1)
+    XCTAssertEqual(reply.error, .ok)
+    try await cluster.controllerClerk().move(shard: shardOf(i, cluster), to: 2)
+    try await cluster.waitUntilSettled([1, 2])
+    reply = try await append("a", sequence: 1, at: 1)
+    XCTAssertEqual(reply.error, .wrongGroup, "the old owner refuses the retry")
+    reply = try await append("a", sequence: 1, at: 2)
+    XCTAssertEqual(reply.error, .ok, "the new owner answers the retry from the session")
+    reply = try await append("b", sequence: 2, at: 2)
+    XCTAssertEqual(reply.error, .ok)
+    let value = try await cluster.clerk().get(key(i))
+    XCTAssertEqual(value.map { String(decoding: $0, as: UTF8.self) }, "ab")
+  }
+
   // MARK: - Joins and leaves
 
   /// Data follows its shards through joins and leaves; after a group leaves and is shut down,
