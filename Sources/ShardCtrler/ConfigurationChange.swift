@@ -7,6 +7,7 @@ public enum ConfigurationError: Error, Hashable, Sendable, CustomStringConvertib
   case noMembers(GroupID)
   case shardOutOfRange(Int, shardCount: Int)
   case lastGroups
+  case memberOfAnotherGroup(String, GroupID)
 
   public var description: String {
     switch self {
@@ -16,6 +17,8 @@ public enum ConfigurationError: Error, Hashable, Sendable, CustomStringConvertib
     case .unknownGroup(let gid): return "group \(gid) is not in the configuration"
     case .noMembers(let gid): return "group \(gid) needs at least one member"
     case .shardOutOfRange(let shard, let count): return "shard \(shard) is out of range 0..<\(count)"
+    case .memberOfAnotherGroup(let address, let gid):
+      return "\(address) is already a member of group \(gid)"
     case .lastGroups:
       return "cannot remove every group: their shards would have no owner to hand their data to"
     }
@@ -28,10 +31,17 @@ extension ShardConfiguration {
   /// Adds `joining` groups and rebalances. Every group must be new and have members.
   public func joining(_ joining: [GroupID: [String]]) throws(ConfigurationError) -> ShardConfiguration {
     guard !joining.isEmpty else { throw .nothingToDo }
+    var owners: [String: GroupID] = [:]
+    for (gid, members) in groups { for address in members { owners[address] = gid } }
     for gid in joining.keys.sorted() {
       guard gid != 0 else { throw .reservedGroup }
       guard groups[gid] == nil else { throw .groupExists(gid) }
       guard let members = joining[gid], !members.isEmpty else { throw .noMembers(gid) }
+      // An address names one node, and a node serves one group.
+      for address in members {
+        if let owner = owners[address], owner != gid { throw .memberOfAnotherGroup(address, owner) }
+        owners[address] = gid
+      }
     }
     var next = self
     next.num += 1
@@ -73,6 +83,9 @@ extension ShardConfiguration {
   {
     guard let current = groups[gid] else { throw gid == 0 ? .reservedGroup : .unknownGroup(gid) }
     guard !members.isEmpty else { throw .noMembers(gid) }
+    for (other, list) in groups where other != gid {
+      if let address = members.first(where: list.contains) { throw .memberOfAnotherGroup(address, other) }
+    }
     guard current != members else { return self }
     var next = self
     next.num += 1

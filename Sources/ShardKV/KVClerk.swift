@@ -126,7 +126,10 @@ public struct KVClerk: Sendable {
         await routing.refresh()
         if let routed = await routing.servers(for: key) { owner = routed }
       }
-      guard !owner.isEmpty, owner != servers else { return .retryLater(why) }
+      guard !owner.isEmpty else { return .retryLater(why) }
+      // The controller agrees this group owns the shard: this member has not applied the
+      // configuration yet (it may be cut off from its leader); another member may have.
+      guard owner != servers else { return .tryNextMember(why) }
       return .redirect(servers: owner, why)
     case .UNRECOGNIZED: return .retryLater(why)
     }

@@ -105,6 +105,67 @@ final class ShardedClusterProcessTests: XCTestCase {
     verifyKeys(cluster, 0..<300, config: config)
   }
 
+  /// `-l` and standby start work with `--group`: a group bootstrapped by one node takes a
+  /// standby through `kvctl join`, which receives the data and the shard table; a data
+  /// directory keeps its group, and `group join` refuses nodes that answer as something else.
+  func testBootstrapAloneStandbyJoinAndGroupChecks() throws {
+    let cluster = try ProcessCluster(roles: [1, 2, 1])
+    defer { cluster.stopAll() }
+    let controller = cluster.roles[0][0]
+    let (first, standby) = (cluster.roles[1][0], cluster.roles[1][1])
+    let standalone = cluster.roles[2][0]
+    let controllerAPI = cluster.apis([controller])
+    try cluster.start(controller, ["--controller", "--peers", cluster.peers([controller]), "--shards", "4"])
+    try cluster.start(first, ["-l", "--group", "1", "--controllers", controllerAPI] + Self.timing)
+    try cluster.start(standby, ["--group", "1", "--controllers", controllerAPI] + Self.timing)
+    try cluster.start(standalone, ["-l"] + Self.timing)
+    for node in [controller, first, standby, standalone] {
+      let answers = try cluster.eventually(within: .seconds(15)) {
+        try cluster.kvctl(node, "status").status == 0
+      }
+      guard answers else { throw failure("node \(node) does not answer status", cluster, logsOf: [node]) }
+    }
+
+    // group join checks what each node says it is.
+    var out = try cluster.kvctl(controller, "group", "join", "2", cluster.apis([first]), timeout: 15)
+    XCTAssertEqual(out.status, 1, out.summary)
+    XCTAssertTrue(out.stderr.contains("is a member of group 1, not of group 2"), out.summary)
+    out = try cluster.kvctl(controller, "group", "join", "2", cluster.apis([standalone]), timeout: 15)
+    XCTAssertEqual(out.status, 1, out.summary)
+    XCTAssertTrue(out.stderr.contains("is a standalone store"), out.summary)
+    out = try cluster.kvctl(controller, "group", "join", "2", controllerAPI, timeout: 15)
+    XCTAssertEqual(out.status, 1, out.summary)
+    XCTAssertTrue(out.stderr.contains("is a shard controller replica"), out.summary)
+    out = try cluster.kvctl(controller, "group", "join", "1", cluster.apis([first]), timeout: 15)
+    try requireOK(out, "group join 1", cluster, logsOf: [controller, first])
+
+    let keys = (0..<10).map { "k\($0)" }
+    for key in keys {
+      try requireOK(
+        try cluster.kvctl(first, "put", key, "v-\(key)", timeout: 20), "put \(key)", cluster, logsOf: [first])
+    }
+    out = try cluster.kvctl(first, "join", cluster.nodes[standby].peer, timeout: 30)
+    try requireOK(out, "join the standby", cluster, logsOf: [first, standby])
+    let caughtUp = try cluster.eventually(within: .seconds(20)) {
+      try keys.allSatisfy { key in
+        try cluster.kvctl(standby, "direct_get", key).stdout == "Key:\t\(key)\nValue:\tv-\(key)\n"
+      }
+    }
+    XCTAssertTrue(caughtUp, "the standby holds every key: \(cluster.logTails([first, standby]))")
+    out = try cluster.kvctl(standby, "shards", "--json")
+    XCTAssertTrue(out.stdout.hasPrefix("{\"group\":1,\"config\":1,"), out.summary)
+    XCTAssertEqual(out.stdout.components(separatedBy: "\"state\":\"serving\"").count - 1, 4, out.summary)
+
+    // The standby's data directory belongs to group 1: started as a standalone store, it refuses.
+    cluster.kill9(standby)
+    try cluster.start(standby, Self.timing)
+    let exited = cluster.eventually(within: .seconds(10)) { !cluster.isRunning(standby) }
+    XCTAssertTrue(exited, "a group member's data opened as a standalone store must refuse to start")
+    XCTAssertTrue(
+      cluster.logTail(standby).contains("belongs to group 1"),
+      "the refusal says why: \(cluster.logTail(standby))")
+  }
+
   func testWrongGroupRedirectAndLocate() throws {
     let cluster = try ProcessCluster(roles: [1, 1, 1])
     defer { cluster.stopAll() }

@@ -84,6 +84,7 @@ final class ControllerClusterTests: XCTestCase {
     try await clerk.join([1: ["a"]])
     await assertRejected({ try await clerk.join([1: ["b"]]) }, "group 1 has already joined")
     await assertRejected({ try await clerk.join([2: []]) }, "group 2 needs at least one member")
+    await assertRejected({ try await clerk.join([2: ["b", "a"]]) }, "a is already a member of group 1")
     await assertRejected({ try await clerk.leave([7]) }, "group 7 is not in the configuration")
     // The last group cannot leave: its shards would have no one to hand their data to.
     await assertRejected(
@@ -278,9 +279,9 @@ final class ControllerClusterTests: XCTestCase {
       for (i, clerk) in clerks.enumerated() {
         let base = GroupID(10 * (i + 1))
         group.addTask {
-          try await clerk.join([base: ["a"], base + 1: ["b"], base + 2: ["c"]])
+          try await clerk.join([base: ["a\(base)"], base + 1: ["b\(base)"], base + 2: ["c\(base)"]])
           try await clerk.leave([base + 1, base + 2])
-          try await clerk.join([base + 3: ["d"]])
+          try await clerk.join([base + 3: ["d\(base)"]])
         }
       }
       try await group.waitForAll()

@@ -41,9 +41,9 @@ final class ControllerStateMachineTests: XCTestCase {
     return (try? command.serializedBytes()) ?? []
   }
 
-  func join(_ gid: GroupID, _ members: [String] = ["m"]) -> Shardkv_Ctrler_CtrlerRequest.OneOf_Op {
+  func join(_ gid: GroupID, _ members: [String]? = nil) -> Shardkv_Ctrler_CtrlerRequest.OneOf_Op {
     var join = Shardkv_Ctrler_JoinOp()
-    join.groups = [gid: Shardkv_Ctrler_Members(members)]
+    join.groups = [gid: Shardkv_Ctrler_Members(members ?? ["m\(gid)"])]
     return .join(join)
   }
 

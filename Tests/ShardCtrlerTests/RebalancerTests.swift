@@ -120,7 +120,7 @@ final class RebalancerTests: XCTestCase {
   func testFirstJoinSpreadsEveryShardAndMoreGroupsThanShardsLeaveSomeEmpty() throws {
     let first = try ShardConfiguration.initial(shardCount: 10).joining([1: ["a"]])
     XCTAssertEqual(first.shards, Array(repeating: 1, count: 10))
-    let many = try first.joining(Dictionary(uniqueKeysWithValues: (2...12).map { (GroupID($0), ["g"]) }))
+    let many = try first.joining(Dictionary(uniqueKeysWithValues: (2...12).map { (GroupID($0), ["g\($0)"]) }))
     XCTAssertEqual(Set(many.shards).count, 10)
     XCTAssertEqual(many.shardsByGroup.values.filter(\.isEmpty).count, 2)
     XCTAssertThrowsError(try many.leaving(Array(many.groups.keys))) {
@@ -134,6 +134,9 @@ final class RebalancerTests: XCTestCase {
     let config = try ShardConfiguration.initial(shardCount: 8).joining([1: ["a"], 2: ["b"]])
     XCTAssertThrowsError(try config.joining([1: ["x"]])) {
       XCTAssertEqual($0 as? ConfigurationError, .groupExists(1))
+    }
+    XCTAssertThrowsError(try config.joining([3: ["c", "b"]])) {
+      XCTAssertEqual($0 as? ConfigurationError, .memberOfAnotherGroup("b", 2))
     }
     XCTAssertThrowsError(try config.joining([3: []])) {
       XCTAssertEqual($0 as? ConfigurationError, .noMembers(3))

@@ -341,6 +341,52 @@ final class ShardedClusterTests: XCTestCase {
     try await concurrentClients(.unreliable, seed: 23)
   }
 
+  /// Clients mix puts, appends, deletes and gets on a few shared keys over a lossy network while
+  /// shards move; the history is linearizable.
+  func testRandomMixOnAnUnreliableNetworkIsLinearizable() async throws {
+    let seed: UInt64 = 25
+    let cluster = try await makeCluster(seed: seed)
+    defer { Task { await cluster.shutdown() } }
+    try await cluster.join([1])
+    cluster.network.faults = ShardedTestCluster.unreliableFaults
+    let history = History()
+    let stop = StopFlag()
+    let workers = Task {
+      await withTaskGroup(of: Void.self) { group in
+        for c in 0..<4 {
+          let clerk = cluster.clerk(callTimeout: .milliseconds(300))
+          group.addTask {
+            var random = SeededGenerator(seed: seed &* 31 &+ UInt64(c))
+            var n = 0
+            while !stop.isSet {
+              n += 1
+              let key = "k\(Int.random(in: 0..<4, using: &random))"
+              let kind: LinearizabilityChecker.Kind =
+                switch Int.random(in: 0..<100, using: &random) {
+                case 0..<35: .append
+                case 35..<50: .put
+                case 50..<55: .delete
+                default: .get
+                }
+              await history.run(clerk, client: c, kind, key, "c\(c).\(n);")
+            }
+          }
+        }
+      }
+    }
+    for change in [
+      { try await cluster.join([2]) }, { try await cluster.join([3]) }, { try await cluster.leave([1]) },
+    ] {
+      try await Task.sleep(for: .milliseconds(400))
+      try await change()
+    }
+    try await Task.sleep(for: .milliseconds(400))
+    stop.set()
+    await workers.value
+    XCTAssertGreaterThan(history.all.filter { $0.returned != nil }.count, 20, "seed \(seed)")
+    history.assertLinearizable()
+  }
+
   /// One client at a time on a lossy network: every value read back is the one written.
   func testSequentialClientOnAnUnreliableNetwork() async throws {
     let cluster = try await makeCluster(seed: 24)
