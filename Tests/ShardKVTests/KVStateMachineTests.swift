@@ -1,5 +1,6 @@
 import Foundation
 import Raft
+import ShardCtrler
 import Storage
 import SwiftProtobuf
 import Wire
@@ -171,5 +172,144 @@ final class KVStateMachineTests: XCTestCase {
     index = reader.index
     try apply(target, try command(.put, "key-0", "changed", client: 1, sequence: 3_000))
     XCTAssertEqual(try value(target, "key-0")?.count, 300, "the restored session deduplicates")
+  }
+
+  // MARK: - Shards (a sharded group's state machine)
+
+  private func entry(_ command: Shardkv_Group_Command) throws -> Entry {
+    index += 1
+    return Entry(term: 1, index: index, payload: .command(try command.serializedBytes()))
+  }
+
+  private func reconfigure(_ num: UInt64, _ shards: [UInt64]) throws -> Entry {
+    var groups: [UInt64: [String]] = [:]
+    for gid in Set(shards) where gid != 0 { groups[gid] = ["g\(gid)"] }
+    var command = Shardkv_Group_Command()
+    command.reconfigure.config = ShardConfiguration(num: num, shards: shards, groups: groups).message
+    return try entry(command)
+  }
+
+  private func install(
+    _ shard: Int, config: UInt64, sequence: UInt64, from reply: Shardkv_Group_PullShardReply
+  ) throws -> Entry {
+    var command = Shardkv_Group_Command()
+    command.installShard.shard = UInt32(shard)
+    command.installShard.configNum = config
+    command.installShard.sequence = sequence
+    command.installShard.resumeAfter = reply.resumeAfter
+    command.installShard.page = reply.page
+    command.installShard.last = reply.last
+    return try entry(command)
+  }
+
+  /// Keys of `shard` among key-0 ... key-(n-1), for a map of `count` shards.
+  private func keys(in shard: Int, count: Int, among n: Int = 400) -> [String] {
+    (0..<n).map { "key-\($0)" }.filter { ShardMap(shardCount: count).shard(of: Array($0.utf8)) == shard }
+  }
+
+  /// A shard handed off by one group is pulled page by page into another: a page applied
+  /// twice takes effect once, the shard serves only after its last page, the sessions come
+  /// along, and the old copy is deleted only for the configuration it was handed off in.
+  func testAShardMovesPageByPageWithItsSessions() throws {
+    let oldOwner = try open(.init(group: 1))
+    try apply(oldOwner, try reconfigure(1, [1, 1]))
+    let moving = keys(in: 1, count: 2)
+    for (i, key) in moving.enumerated() {
+      try apply(
+        oldOwner,
+        try command(.put, key, String(repeating: "v", count: 100), client: 7, sequence: UInt64(i + 1)))
+    }
+    let replies = try apply(oldOwner, try command(.put, moving[0], "x", client: 1, sequence: 1))
+    XCTAssertEqual(replies[0].error, .ok)
+    XCTAssertEqual(try oldOwner.page(of: 1, handedOffIn: 2, after: nil, maxBytes: 1000).error, .notReady)
+    try apply(oldOwner, try reconfigure(2, [1, 2]))
+    XCTAssertEqual(oldOwner.shardTable.handingOff, [1])
+    // Frozen: a write to the shard is refused and changes nothing.
+    let refused = try apply(oldOwner, try command(.put, moving[1], "late", client: 9, sequence: 1))
+    XCTAssertEqual(refused[0].error, .wrongGroup)
+    XCTAssertEqual(refused[0].ownerGroup, 2)
+    XCTAssertEqual(refused[0].ownerServers, ["g2"])
+
+    let newPath = path + "-new"
+    defer { try? FileManager.default.removeItem(atPath: newPath) }
+    let newDB = try RocksDB(path: newPath, columnFamilies: KVStateMachine.columnFamilies)
+    defer { newDB.close() }
+    let newOwner = try KVStateMachine(db: newDB, options: .init(group: 2))
+    let saved = index
+    index = 0
+    try apply(newOwner, try reconfigure(1, [1, 1]))
+    try apply(newOwner, try reconfigure(2, [1, 2]))
+    XCTAssertEqual(newOwner.shardTable.pulling, [1])
+    XCTAssertEqual(try newOwner.read(Array(moving[0].utf8)).error, .shardNotReady)
+
+    var after: [UInt8]? = nil
+    var sequence: UInt64 = 0
+    var pages = 0
+    while true {
+      let page = try oldOwner.page(of: 1, handedOffIn: 2, after: after, maxBytes: 1000)
+      XCTAssertEqual(page.error, .ok)
+      let entry = try install(1, config: 2, sequence: sequence, from: page)
+      _ = try newOwner.apply([entry])
+      _ = try newOwner.apply([entry])  // a duplicate proposal of the same page
+      pages += 1
+      sequence += 1
+      after = [UInt8](page.resumeAfter)
+      if page.last { break }
+      XCTAssertEqual(try newOwner.read(Array(moving[0].utf8)).error, .shardNotReady)
+    }
+    XCTAssertGreaterThan(pages, 3, "a shard larger than a page comes in several")
+    XCTAssertEqual(newOwner.shardTable.access(shard: 1), .serve)
+    for key in moving.dropFirst() {
+      XCTAssertEqual(try newOwner.read(Array(key.utf8)).value.count, 100, key)
+    }
+    XCTAssertEqual(try newOwner.read(Array(moving[0].utf8)).value, Data("x".utf8))
+    // The sessions came along: client 7's last write is not executed again.
+    let retried = try apply(
+      newOwner, try command(.put, moving[1], "again", client: 7, sequence: UInt64(moving.count)))
+    XCTAssertEqual(retried[0].error, .ok)
+    XCTAssertEqual(try newOwner.read(Array(moving[1].utf8)).value.count, 100)
+
+    index = saved
+    var stale = Shardkv_Group_Command()
+    stale.deleteShard.shard = 1
+    stale.deleteShard.configNum = 1
+    _ = try oldOwner.apply([try entry(stale)])
+    XCTAssertEqual(oldOwner.shardTable.handingOff, [1], "a delete for another configuration is ignored")
+    var delete = Shardkv_Group_Command()
+    delete.deleteShard.shard = 1
+    delete.deleteShard.configNum = 2
+    _ = try oldOwner.apply([try entry(delete)])
+    XCTAssertTrue(oldOwner.shardTable.isSettled)
+    XCTAssertEqual(try oldOwner.storedSize(of: 1).keys, 0)
+    XCTAssertNil(try oldOwner.localValue(for: Array(moving[0].utf8)))
+    XCTAssertEqual(try oldOwner.page(of: 1, handedOffIn: 2, after: nil, maxBytes: 1000).error, .notHeld)
+  }
+
+  /// The shard table is durable with the data, travels in snapshots, and a data directory
+  /// refuses to open as another group.
+  func testShardTableSurvivesRestartAndSnapshotAndKeepsItsGroup() throws {
+    var machine = try open(.init(group: 3))
+    try apply(machine, try reconfigure(1, [3, 3, 0, 3]))
+    let key = try XCTUnwrap(keys(in: 0, count: 4).first)
+    XCTAssertEqual(try apply(machine, try command(.put, key, "v"))[0].error, .ok)
+    let table = machine.shardTable
+    machine = try open(.init(group: 3))
+    XCTAssertEqual(machine.shardTable, table)
+    XCTAssertThrowsError(try open(.init(group: 4))) {
+      XCTAssertEqual($0 as? KVStateError, .wrongGroup(stored: 3, configured: 4))
+    }
+    XCTAssertThrowsError(try open(.init())) {
+      XCTAssertEqual($0 as? KVStateError, .wrongGroup(stored: 3, configured: 0))
+    }
+    machine = try open(.init(group: 3))
+    let reader = try machine.makeSnapshot()
+    var pieces: [[UInt8]] = []
+    while let piece = try reader.nextPiece() { pieces.append(piece) }
+    let otherPath = path + "-copy"
+    defer { try? FileManager.default.removeItem(atPath: otherPath) }
+    let target = try open(.init(group: 3), at: otherPath)
+    try target.restore(SnapshotMetadata(index: reader.index, term: 1, membership: Membership()), from: pieces)
+    XCTAssertEqual(target.shardTable, table)
+    XCTAssertEqual(try value(target, key), "v")
   }
 }
