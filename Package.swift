@@ -64,7 +64,16 @@ let package = Package(
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       ]
     ),
-    .target(name: "Router", dependencies: ["ShardKV", "ShardCtrler"]),
+    .target(
+      name: "Router",
+      dependencies: [
+        "ShardKV", "ShardCtrler", "Raft", "Wire",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        .product(name: "Logging", package: "swift-log"),
+      ]
+    ),
     .executableTarget(
       name: "kvd",
       dependencies: [
@@ -101,6 +110,8 @@ let package = Package(
     .testTarget(name: "RaftRuntimeTests", dependencies: ["Raft", "Storage", "Wire"]),
     .testTarget(name: "ShardCtrlerTests", dependencies: ["ShardCtrler", "Raft", "Storage", "Wire"]),
     .testTarget(name: "ShardKVTests", dependencies: ["ShardKV", "Raft", "Storage", "Wire"]),
+    .testTarget(
+      name: "RouterTests", dependencies: ["Router", "ShardKV", "ShardCtrler", "Raft", "Storage", "Wire"]),
     // Real kvd processes on loopback, driven through kvctl; depends on the tools so that
     // `swift build --build-tests` builds them.
     .testTarget(name: "ProcessTests", dependencies: ["kvd", "kvctl"]),
