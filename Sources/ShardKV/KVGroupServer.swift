@@ -1,5 +1,6 @@
 import Foundation
 import Raft
+import ShardCtrler
 import SwiftProtobuf
 import Wire
 
@@ -14,6 +15,10 @@ public enum KVMethod {
   public static let shards = "kv.shards"
 
   public static let forwardedRequest = "forwarded.kv.request"
+
+  /// JOIN_CLUSTER (a router asks any member; a follower forwards it to its leader).
+  public static let joinCluster = "cluster.join"
+  public static let forwardedJoinCluster = "forwarded.cluster.join"
 
   /// Between groups (API address): a page of a handed-off shard, and whether a shard was
   /// installed by its new owner.
@@ -50,6 +55,7 @@ public struct KVGroupServer: Sendable {
     handlers.register(KVMethod.shards) { _ in try server.stateMachine.shardsReport().serializedBytes() }
     handlers.register(KVMethod.pullShard) { try server.pullShard($0) }
     handlers.register(KVMethod.shardInstalled) { try server.shardInstalled($0) }
+    handlers.register(KVMethod.joinCluster) { try await server.joinCluster($0, forwarded: false) }
     nodeCommands.registerClientMethods(in: &handlers)
   }
 
@@ -57,6 +63,7 @@ public struct KVGroupServer: Sendable {
   public func registerForwardedMethods(in handlers: inout RPCHandlers) {
     let server = self
     handlers.register(KVMethod.forwardedRequest) { try await server.handleRequest($0, forwarded: true) }
+    handlers.register(KVMethod.forwardedJoinCluster) { try await server.joinCluster($0, forwarded: true) }
     nodeCommands.registerForwardedMethods(in: &handlers)
   }
 
@@ -184,6 +191,61 @@ public struct KVGroupServer: Sendable {
     reply.configNum = table.config.num
     if let request = try? Shardkv_Group_ShardInstalledRequest(serializedBytes: payload) {
       reply.installed = table.hasInstalled(shard: Int(request.shard), gainedIn: request.configNum)
+    }
+    return try reply.serializedBytes()
+  }
+
+  // MARK: - JOIN_CLUSTER
+
+  /// Adds the node named in the request to this group (as a learner, promoted once caught up)
+  /// and records the group's new member list in the controller (`UpdateMembers`). Asking again
+  /// for a member succeeds. Only the leader changes the membership; a follower forwards.
+  func joinCluster(_ payload: [UInt8], forwarded: Bool) async throws -> [UInt8] {
+    var reply = Shardkv_Router_JoinClusterReply()
+    let options = stateMachine.options
+    reply.controllers = options.controllers
+    reply.group = options.group
+    guard let request = try? Shardkv_Router_JoinClusterRequest(serializedBytes: payload),
+      (try? PeerAddress(parsing: request.peer)) != nil, (try? PeerAddress(parsing: request.api)) != nil
+    else {
+      reply.error = .invalidArgument
+      reply.message = "JOIN_CLUSTER needs the node's peer and API addresses (HOST:PORT)"
+      return try reply.serializedBytes()
+    }
+    guard options.group != 0, request.group == options.group else {
+      reply.error = .invalidArgument
+      reply.message =
+        options.group == 0
+        ? "this node is a standalone store; join it with `kvctl join`"
+        : "this node is a member of group \(options.group), not of group \(request.group)"
+      return try reply.serializedBytes()
+    }
+    do {
+      try await node.addMember(NodeID(request.peer), timeout: nodeCommands.membershipTimeout)
+    } catch .notLeader(let leader?) where !forwarded {
+      if let answer = await nodeCommands.forward(payload, method: KVMethod.forwardedJoinCluster, to: leader) {
+        return answer
+      }
+      reply.error = .unavailable
+      reply.message = "could not reach the group's leader \(leader)"
+      return try reply.serializedBytes()
+    } catch {
+      reply.error = .unavailable
+      reply.message = "adding \(request.peer) to group \(options.group): \(error)"
+      return try reply.serializedBytes()
+    }
+    // Record the member list as the controller has it now, plus the new node.
+    let controller = ControllerClerk(servers: options.controllers, transport: peers, deadline: .seconds(10))
+    do {
+      var members = try await controller.query().groups[options.group] ?? []
+      if !members.contains(request.api) { members.append(request.api) }
+      try await controller.updateMembers(of: options.group, to: members)
+      reply.members = members
+    } catch {
+      reply.error = .unavailable
+      reply.message =
+        "\(request.peer) joined group \(options.group), but the controller did not record it: \(error)"
+      return try reply.serializedBytes()
     }
     return try reply.serializedBytes()
   }

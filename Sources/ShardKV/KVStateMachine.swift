@@ -43,11 +43,14 @@ public final class KVStateMachine: StateMachine {
     public var controllers: [String]
     /// Largest decompressed shard page accepted from another group.
     public var maxPageBytes: Int
+    /// This node's API address, named in replies (`served_by`) so that clients and routers
+    /// come straight to the leader next time. Node-local: never part of the replicated state.
+    public var apiAddress: String
 
     public init(
       shardMap: ShardMap = ShardMap(shardCount: 64), limits: KVLimits = KVLimits(),
       sessionTimeout: Duration = .seconds(3600), sessionSweepInterval: UInt64 = 1000, group: GroupID = 0,
-      controllers: [String] = [], maxPageBytes: Int = 64 << 20
+      controllers: [String] = [], maxPageBytes: Int = 64 << 20, apiAddress: String = ""
     ) {
       self.shardMap = shardMap
       self.limits = limits
@@ -56,6 +59,7 @@ public final class KVStateMachine: StateMachine {
       self.group = group
       self.controllers = controllers
       self.maxPageBytes = maxPageBytes
+      self.apiAddress = apiAddress
     }
   }
 
@@ -93,6 +97,12 @@ public final class KVStateMachine: StateMachine {
     state = Mutex(State(applied: applied, sessions: sessions, table: table))
   }
 
+  /// The group whose data `db` holds (0: a standalone store), or nil when it holds none yet.
+  public static func storedGroup(in db: RocksDB) throws -> GroupID? {
+    guard let stored = try db.get(shardTableKey, in: try db.columnFamily("meta")) else { return nil }
+    return try Shardkv_Group_ShardTableRecord(serializedBytes: stored).group
+  }
+
   static func initialTable(_ options: Options) -> ShardTable {
     options.group == 0
       ? .standalone(shardCount: options.shardMap.shardCount) : .sharded(group: options.group)
@@ -123,9 +133,12 @@ public final class KVStateMachine: StateMachine {
     try state.withLock { state throws -> Shardkv_KvReply in
       let (shard, access) = Self.access(key, table: state.table)
       guard access == .serve else { return routingReply(access, shard: shard, table: state.table) }
-      guard let found = try db.get(Self.dataKey(shard: shard, key), in: kv) else { return Self.reply(.noKey) }
-      var reply = Self.reply(.ok)
-      reply.value = Data(found)
+      var reply = Self.reply(.noKey)
+      if let found = try db.get(Self.dataKey(shard: shard, key), in: kv) {
+        reply.error = .ok
+        reply.value = Data(found)
+      }
+      reply.servedBy = options.apiAddress
       return reply
     }
   }
@@ -291,13 +304,16 @@ public final class KVStateMachine: StateMachine {
           reply = Self.reply(.ok)
         }
       case .delete:
+        let existed = try current() != nil
         batch.writes.delete(dataKey, in: kv)
         batch.pending[dataKey] = .some(nil)
         reply = Self.reply(.ok)
+        reply.existed = existed
       default:
         reply = Self.reply(.invalidArgument, "unknown operation \(request.op.rawValue)")
       }
     }
+    reply.servedBy = options.apiAddress
     if isWrite {
       try batch.state.sessions.record(
         client: request.clientID, sequence: request.sequence, reply: try reply.serializedBytes(),

@@ -30,6 +30,17 @@ public actor ShardRouting {
     return members
   }
 
+  /// `key`'s shard, its owner and the owner's API addresses in the latest configuration known
+  /// (owner 0 and no servers while the shard is unassigned); nil before any configuration.
+  public func owner(of key: [UInt8]) -> (shard: Int, group: GroupID, servers: [String])? {
+    guard let configuration, let shard = Self.shard(of: key, in: configuration) else { return nil }
+    let owner = configuration.shards[shard]
+    return (shard, owner, configuration.groups[owner] ?? [])
+  }
+
+  /// The controller's addresses as known.
+  public var controllerAddresses: [String] { controllers }
+
   /// Whether the controller is known but its configuration not read yet.
   public var needsFirstRefresh: Bool { configuration == nil && !controllers.isEmpty && !refreshedOnce }
   private var refreshedOnce = false

@@ -49,4 +49,43 @@ enum StatusFormat {
     }
     return String(decoding: data, as: UTF8.self)
   }
+
+  /// A router's view: `Router:`, `Config:`, the controllers, then one line per group.
+  static func table(_ s: Shardkv_Router_RouterStatusReply) -> String {
+    let downControllers = Set(s.unreachableControllers)
+    var lines = [
+      "Router:\t\(s.api)",
+      "Config:\t\(s.configNum)",
+      "Shards:\t\(s.shardCount)",
+      "Controllers:\t"
+        + s.controllers.map { downControllers.contains($0) ? "\($0) (unreachable)" : $0 }.joined(
+          separator: ","),
+      "GROUP\tSHARDS\tLEADER\tMEMBERS",
+    ]
+    for group in s.groups {
+      let down = Set(group.unreachable)
+      let members = group.members.map { down.contains($0) ? "\($0) (unreachable)" : $0 }
+      lines.append(
+        "\(group.group)\t\(group.shards.count)\t\(group.leader.isEmpty ? "-" : group.leader)\t"
+          + members.joined(separator: ","))
+    }
+    return lines.joined(separator: "\n")
+  }
+
+  static func json(_ s: Shardkv_Router_RouterStatusReply) -> String {
+    let groups: [[String: Any]] = s.groups.map {
+      [
+        "group": $0.group, "members": $0.members, "leader": $0.leader, "unreachable": $0.unreachable,
+        "shards": $0.shards.map { Int($0) },
+      ]
+    }
+    let object: [String: Any] = [
+      "router": s.api, "config": s.configNum, "shards": s.shardCount, "controllers": s.controllers,
+      "unreachable_controllers": s.unreachableControllers, "groups": groups,
+    ]
+    guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else {
+      return "{}"
+    }
+    return String(decoding: data, as: UTF8.self)
+  }
 }

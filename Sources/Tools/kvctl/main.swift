@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Raft
+import Router
 import ShardCtrler
 import ShardKV
 import SwiftProtobuf
@@ -12,7 +13,8 @@ import Wire
 let usage = """
   usage: kvctl -a ADDR [--timeout SECONDS] COMMAND [ARGS]
 
-  ADDR is a member's API address (HOST:PORT). Data commands, join and remove sent to a
+  ADDR is a member's, a router's or a controller replica's API address (HOST:PORT). A
+  router takes every data and admin command and forwards it inside the cluster. Data commands, join and remove sent to a
   follower are forwarded to its leader; leader, dropped, direct_get and status answer from
   the node at ADDR itself. In a sharded cluster, data commands work on any member of any
   group: a group that does not own the key's shard names its owner, and kvctl goes there.
@@ -30,7 +32,9 @@ let usage = """
     join PEER          add the standby node PEER; prints OK once it is a voting member
                        that has caught up
     remove PEER        remove the member PEER; prints OK
-    status [--json]    role, term, leader, commit and applied index, members and progress
+    status [--json]    role, term, leader, commit and applied index, members and progress;
+                       against a router: its configuration, each group's members and
+                       leader, and which addresses did not answer
     locate KEY         prints "Shard:<TAB>S" and "Group:<TAB>GID": the key's shard and its
                        owner in the latest configuration ADDR knows (a member or controller)
     shards [--json]    the configuration number of ADDR's group and each shard it holds or
@@ -201,7 +205,14 @@ func run(_ invocation: Invocation) async throws(Failure) -> Int32 {
       let reply = try await call(
         transport, address, NodeMethod.status, Shardkv_StatusRequest(), timeout: timeout,
         as: Shardkv_StatusReply.self)
-      print(invocation.json ? StatusFormat.json(reply) : StatusFormat.table(reply))
+      if reply.service == "router" {
+        let view = try await call(
+          transport, address, RouterMethod.status, Shardkv_Router_RouterStatusRequest(), timeout: timeout,
+          as: Shardkv_Router_RouterStatusReply.self)
+        print(invocation.json ? StatusFormat.json(view) : StatusFormat.table(view))
+      } else {
+        print(invocation.json ? StatusFormat.json(reply) : StatusFormat.table(reply))
+      }
     case "locate":
       let args = try arguments(words, "KEY")
       let (shard, group) = try await locate(Array(args[0].utf8), at: address, transport, timeout: timeout)

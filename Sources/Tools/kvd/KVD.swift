@@ -12,7 +12,8 @@ import Wire
 struct KVD: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "kvd",
-    abstract: "A ShardKV server: one member of a Raft-replicated key-value group or of the shard controller.",
+    abstract:
+      "A ShardKV server: a member of a replicated key-value group, a shard controller replica, or a router.",
     discussion: """
       Every node has an API address (-a: clients and kvctl) and a peer address
       (-p: Raft traffic). A node is named by its peer address everywhere.
@@ -34,6 +35,17 @@ struct KVD: AsyncParsableCommand {
 
       Register the group with `kvctl -a C1 group join GID API1,API2,API3`.
       Without --group a node is a standalone group that serves every key.
+
+      With --router it is a stateless router: one address for the whole
+      cluster (data and admin commands, JOIN_CLUSTER), and with --resp the
+      Redis protocol:
+
+        kvd --router -a API --controllers C1,C2,C3 [--resp HOST:PORT]
+
+      A new node joins a group through a router (JOIN_CLUSTER; without --group
+      the router picks the group with the fewest members):
+
+        kvd -a API -p PEER -c ROUTER [--group GID]
 
       A node with state in its data directory resumes it and ignores -l and
       --peers. A controller's shard count is fixed by its first operation.
@@ -66,8 +78,14 @@ struct KVD: AsyncParsableCommand {
   @Option(help: "Run as a member of this replica group of a sharded cluster (needs --controllers).")
   var group: UInt64?
 
-  @Option(help: "The shard controller replicas' API addresses (comma-separated; --group only).")
+  @Option(help: "The shard controller replicas' API addresses (comma-separated; --group or --router).")
   var controllers: String?
+
+  @Flag(help: "Run a stateless router in front of the whole cluster (needs --controllers).")
+  var router = false
+
+  @Option(help: "With --router: also serve the Redis protocol (RESP2) on this HOST:PORT.")
+  var resp: String?
 
   @Option(help: "Data directory (default: ./kvd-data/HOST_PORT of the peer address).")
   var data: String?
@@ -94,6 +112,21 @@ struct KVD: AsyncParsableCommand {
 
   func validate() throws {
     _ = try parsed(api, "-a")
+    if router {
+      guard !controller, group == nil, peer == nil, peers == nil, cluster == nil, !bootstrapAlone else {
+        throw ValidationError(
+          "--router takes only -a, --controllers and --resp (a router has no peers and no data)")
+      }
+      guard let controllers, !peerList(controllers).isEmpty else {
+        throw ValidationError(
+          "--router needs --controllers C1,C2,... (the controller replicas' API addresses)")
+      }
+      for address in peerList(controllers) { _ = try parsed(address, "--controllers") }
+      if let resp { _ = try parsed(resp, "--resp") }
+      try validateCommon()
+      return
+    }
+    if resp != nil { throw ValidationError("--resp needs --router") }
     guard peer != nil || cluster != nil else {
       throw ValidationError("a peer address is needed: give -p PEER (or -c CLUSTER)")
     }
@@ -107,6 +140,28 @@ struct KVD: AsyncParsableCommand {
         throw ValidationError("--peers must include this node's peer address \(peerAddress)")
       }
     }
+    try validateCommon()
+    if let group {
+      guard !controller else { throw ValidationError("--group and --controller exclude each other") }
+      guard group != 0 else { throw ValidationError("--group 0 is reserved (it means unassigned)") }
+      if let controllers {
+        for address in peerList(controllers) { _ = try parsed(address, "--controllers") }
+      } else if !joinsThroughRouter {
+        throw ValidationError(
+          "--group needs --controllers C1,C2,... (the controller replicas' API addresses), "
+            + "or -c ROUTER to join through a router")
+      }
+    } else if controllers != nil {
+      throw ValidationError("--controllers needs --group GID (or --router)")
+    }
+    if let shards {
+      guard controller else { throw ValidationError("--shards needs --controller") }
+      guard (1...65536).contains(shards) else { throw ValidationError("--shards must be in 1...65536") }
+    }
+  }
+
+  /// Timing, limits and logging, for every kind of node.
+  private func validateCommon() throws {
     // The core counts in ticks of tickMs: compare what it will see, not the milliseconds.
     let (heartbeatTicks, electionTicks, failureTicks) =
       (heartbeatMs / Self.tickMs, electionMs / Self.tickMs, failureMs / Self.tickMs)
@@ -115,21 +170,6 @@ struct KVD: AsyncParsableCommand {
         "need --heartbeat-ms ≥ \(Self.tickMs), --election-ms at least \(Self.tickMs) ms above --heartbeat-ms, "
           + "--failure-ms ≥ --heartbeat-ms (all counted in \(Self.tickMs) ms ticks)")
     }
-    if let group {
-      guard !controller else { throw ValidationError("--group and --controller exclude each other") }
-      guard group != 0 else { throw ValidationError("--group 0 is reserved (it means unassigned)") }
-      guard let controllers, !peerList(controllers).isEmpty else {
-        throw ValidationError(
-          "--group needs --controllers C1,C2,... (the controller replicas' API addresses)")
-      }
-      for address in peerList(controllers) { _ = try parsed(address, "--controllers") }
-    } else if controllers != nil {
-      throw ValidationError("--controllers needs --group GID")
-    }
-    if let shards {
-      guard controller else { throw ValidationError("--shards needs --controller") }
-      guard (1...65536).contains(shards) else { throw ValidationError("--shards must be in 1...65536") }
-    }
     guard maxKeyBytes > 0, maxValueBytes >= 0 else { throw ValidationError("limits must be positive") }
     guard Logger.Level(rawValue: logLevel) != nil else {
       throw ValidationError("unknown --log-level \(logLevel)")
@@ -137,6 +177,13 @@ struct KVD: AsyncParsableCommand {
   }
 
   private var peerAddress: String { peer ?? cluster ?? "" }
+
+  /// `-p PEER -c ADDR` without --peers or -l: a new node that asks ADDR to add it. When ADDR is
+  /// a router this is JOIN_CLUSTER; when it is a standalone group's member, the node waits as
+  /// a standby for `kvctl join`.
+  var joinsThroughRouter: Bool {
+    peer != nil && cluster != nil && peers == nil && !bootstrapAlone && !controller
+  }
 
   private func peerList(_ text: String) -> [String] {
     text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
@@ -158,6 +205,10 @@ struct KVD: AsyncParsableCommand {
       return handler
     }
     let logger = Logger(label: "kvd")
+    if router {
+      await runRouter(logger: logger)
+      return
+    }
     let id = NodeID(peerAddress)
     let directory = data ?? "kvd-data/" + peerAddress.replacingOccurrences(of: ":", with: "_")
 
@@ -187,7 +238,32 @@ struct KVD: AsyncParsableCommand {
     }
 
     let transport = TCPTransport()
-    let controllerList = controllers.map(peerList) ?? []
+    var group = self.group
+    var controllerList = controllers.map(peerList) ?? []
+    // JOIN_CLUSTER: -c names a router, which says which group (and controller) to join.
+    var joinRouter: String?
+    if joinsThroughRouter, let address = cluster {
+      let stored: GroupID?
+      do {
+        stored = try KVStateMachine.storedGroup(in: db)
+      } catch {
+        Self.fail("cannot read the data directory \(directory): \(error)")
+      }
+      let join = ClusterJoin(
+        router: address, peer: peerAddress, api: api, transport: transport, logger: logger)
+      switch await join.pick(group: stored ?? group ?? 0) {
+      case .joining(let picked, let controllers):
+        group = picked
+        if controllerList.isEmpty { controllerList = controllers }
+        joinRouter = address
+      case .notARouter:
+        if group != nil {
+          Self.fail("-c \(address) is not a router; a group member needs --controllers or -c ROUTER")
+        }
+      case .refused(let why):
+        Self.fail("JOIN_CLUSTER through \(address): \(why)")
+      }
+    }
     var kvMachine: KVStateMachine?
     let node: RaftNode
     var peerHandlers = RPCHandlers()
@@ -213,7 +289,7 @@ struct KVD: AsyncParsableCommand {
           db: db,
           options: .init(
             limits: KVLimits(maxKeyBytes: maxKeyBytes, maxValueBytes: maxValueBytes), group: group ?? 0,
-            controllers: controllerList))
+            controllers: controllerList, apiAddress: api))
         stateMachine = machine
         kvMachine = machine
         register = { node, api, peer in
@@ -249,6 +325,11 @@ struct KVD: AsyncParsableCommand {
       await migration?.start()
       logger.info(
         "kvd serving (replica group \(group))", metadata: ["api": "\(api)", "peer": "\(peerAddress)"])
+      if let joinRouter {
+        let join = ClusterJoin(
+          router: joinRouter, peer: peerAddress, api: api, transport: transport, logger: logger)
+        Task { await join.join(group: group) }
+      }
     } else {
       logger.info(
         controller ? "kvd serving (shard controller)" : "kvd serving",

@@ -212,6 +212,10 @@ public nonisolated struct Shardkv_KvRequest: Sendable {
   /// router from a wrong one.
   public var configNum: UInt64 = 0
 
+  /// How long the sender waits for this attempt, in milliseconds (0 = unknown): a router
+  /// retries inside the group tier until then, and answers TIMEOUT just before.
+  public var timeoutMs: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -246,6 +250,14 @@ public nonisolated struct Shardkv_KvReply: Sendable {
   public var ownerServers: [String] = []
 
   public var controllers: [String] = []
+
+  /// The API address of the member that answered: the leader that executed a write (a
+  /// follower passes its leader's answer on), or the member that served a read. Clients and
+  /// routers go there next.
+  public var servedBy: String = String()
+
+  /// Delete: whether the key existed.
+  public var existed: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -388,7 +400,7 @@ nonisolated extension Shardkv_ShardPhase: SwiftProtobuf._ProtoNameProviding {
 
 nonisolated extension Shardkv_KvRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".KvRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}client_id\0\u{1}sequence\0\u{1}op\0\u{1}key\0\u{1}value\0\u{3}config_num\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}client_id\0\u{1}sequence\0\u{1}op\0\u{1}key\0\u{1}value\0\u{3}config_num\0\u{3}timeout_ms\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -402,6 +414,7 @@ nonisolated extension Shardkv_KvRequest: SwiftProtobuf.Message, SwiftProtobuf._M
       case 4: try { try decoder.decodeSingularBytesField(value: &self.key) }()
       case 5: try { try decoder.decodeSingularBytesField(value: &self.value) }()
       case 6: try { try decoder.decodeSingularUInt64Field(value: &self.configNum) }()
+      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.timeoutMs) }()
       default: break
       }
     }
@@ -426,6 +439,9 @@ nonisolated extension Shardkv_KvRequest: SwiftProtobuf.Message, SwiftProtobuf._M
     if self.configNum != 0 {
       try visitor.visitSingularUInt64Field(value: self.configNum, fieldNumber: 6)
     }
+    if self.timeoutMs != 0 {
+      try visitor.visitSingularUInt32Field(value: self.timeoutMs, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -436,6 +452,7 @@ nonisolated extension Shardkv_KvRequest: SwiftProtobuf.Message, SwiftProtobuf._M
     if lhs.key != rhs.key {return false}
     if lhs.value != rhs.value {return false}
     if lhs.configNum != rhs.configNum {return false}
+    if lhs.timeoutMs != rhs.timeoutMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -443,7 +460,7 @@ nonisolated extension Shardkv_KvRequest: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension Shardkv_KvReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".KvReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}error\0\u{1}value\0\u{3}leader_hint\0\u{1}message\0\u{3}config_num\0\u{1}shard\0\u{3}owner_group\0\u{3}owner_servers\0\u{1}controllers\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}error\0\u{1}value\0\u{3}leader_hint\0\u{1}message\0\u{3}config_num\0\u{1}shard\0\u{3}owner_group\0\u{3}owner_servers\0\u{1}controllers\0\u{3}served_by\0\u{1}existed\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -460,6 +477,8 @@ nonisolated extension Shardkv_KvReply: SwiftProtobuf.Message, SwiftProtobuf._Mes
       case 7: try { try decoder.decodeSingularUInt64Field(value: &self.ownerGroup) }()
       case 8: try { try decoder.decodeRepeatedStringField(value: &self.ownerServers) }()
       case 9: try { try decoder.decodeRepeatedStringField(value: &self.controllers) }()
+      case 10: try { try decoder.decodeSingularStringField(value: &self.servedBy) }()
+      case 11: try { try decoder.decodeSingularBoolField(value: &self.existed) }()
       default: break
       }
     }
@@ -493,6 +512,12 @@ nonisolated extension Shardkv_KvReply: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if !self.controllers.isEmpty {
       try visitor.visitRepeatedStringField(value: self.controllers, fieldNumber: 9)
     }
+    if !self.servedBy.isEmpty {
+      try visitor.visitSingularStringField(value: self.servedBy, fieldNumber: 10)
+    }
+    if self.existed != false {
+      try visitor.visitSingularBoolField(value: self.existed, fieldNumber: 11)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -506,6 +531,8 @@ nonisolated extension Shardkv_KvReply: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if lhs.ownerGroup != rhs.ownerGroup {return false}
     if lhs.ownerServers != rhs.ownerServers {return false}
     if lhs.controllers != rhs.controllers {return false}
+    if lhs.servedBy != rhs.servedBy {return false}
+    if lhs.existed != rhs.existed {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,182 @@
+import Foundation
+import Raft
+import ShardCtrler
+import ShardKV
+import SwiftProtobuf
+import Wire
+
+/// RPC method names a router serves besides the client ones it shares with group members
+/// (`kv.request`, `kv.locate`, `ctrler.request`, `node.status`).
+public enum RouterMethod {
+  public static let status = "router.status"
+  /// JOIN_CLUSTER, from a new node to a router (the same method a router calls on a group
+  /// member).
+  public static let joinCluster = KVMethod.joinCluster
+}
+
+/// Forwards client operations to the leader of the group that owns each key's shard, and admin
+/// operations to the controller's leader, retrying inside the cluster until the client's
+/// deadline so that the client never sees a transient error.
+///
+/// The request's bytes go on unchanged, with the client's own session id and sequence number,
+/// so every retry of a write (the router's or the client's) stays exactly-once: the group
+/// that executes it remembers the reply, and the session travels with the shard if it moves.
+public struct RequestRouter: Sendable {
+  public let routing: ShardRouting
+  public let leaders: LeaderCache
+  let transport: any Transport
+  /// How long a request may take when the client does not say.
+  public var defaultTimeout: Duration = .seconds(5)
+  /// One call to a group member or controller replica.
+  public var callTimeout: Duration = .seconds(2)
+
+  public init(controllers: [String], transport: any Transport) {
+    routing = ShardRouting(controllers: controllers, transport: transport)
+    leaders = LeaderCache()
+    self.transport = transport
+  }
+
+  // MARK: - Key-value operations
+
+  /// Routes one client request (its bytes as sent) and returns the reply's bytes.
+  public func forwardKV(_ payload: [UInt8]) async -> [UInt8] {
+    guard let request = try? Shardkv_KvRequest(serializedBytes: payload) else {
+      return Self.encode(Self.reply(.invalidArgument, "malformed request"))
+    }
+    let timeout = request.timeoutMs > 0 ? Duration.milliseconds(Int64(request.timeoutMs)) : defaultTimeout
+    return Self.encode(await route(request, payload: payload, timeout: timeout))
+  }
+
+  /// Routes `request` (sent as `payload`) until it is answered for good or `timeout` has
+  /// nearly passed; then answers TIMEOUT with the last reason, which names the shard and its
+  /// group when the shard was unavailable.
+  public func route(
+    _ request: Shardkv_KvRequest, payload: [UInt8], timeout: Duration
+  ) async -> Shardkv_KvReply {
+    let key = [UInt8](request.key)
+    if key.isEmpty { return Self.reply(.invalidArgument, "the key is empty") }
+    let clock = ContinuousClock()
+    // Answer a little before the client gives up, so that it reads the reason.
+    let end = clock.now + max(timeout - .milliseconds(100), timeout / 2)
+    var lastError = "no attempt"
+    var attempt = 0
+    var backoff = Duration.milliseconds(10)
+    while clock.now < end {
+      if await routing.configuration == nil { await routing.refresh() }
+      guard let owner = await routing.owner(of: key) else {
+        lastError = "no configuration from the controller yet"
+        await pause(&backoff, until: end)
+        continue
+      }
+      guard owner.group != 0, !owner.servers.isEmpty else {
+        lastError = "shard \(owner.shard) is not assigned to any group"
+        await routing.refresh()
+        await pause(&backoff, until: end)
+        continue
+      }
+      let order = leaders.order(owner.group, owner.servers)
+      let target = order[attempt % order.count]
+      let reply: Shardkv_KvReply
+      do {
+        let bytes = try await transport.call(
+          target, method: KVMethod.request, payload: payload, timeout: min(callTimeout, end - clock.now))
+        reply = try Shardkv_KvReply(serializedBytes: bytes)
+      } catch {
+        lastError = "shard \(owner.shard) (group \(owner.group)): \(target): \(error)"
+        leaders.demote(owner.group, target, unreachable: true)
+        attempt += 1
+        // Every member failed in turn: the group may have left; re-read the configuration.
+        if attempt % order.count == 0 { await routing.refresh() }
+        await pause(&backoff, until: end)
+        continue
+      }
+      let why = reply.message.isEmpty ? "\(reply.error)" : reply.message
+      switch reply.error {
+      case .ok, .noKey, .invalidArgument:
+        leaders.remember(owner.group, leader: reply.servedBy.isEmpty ? target : reply.servedBy)
+        return reply
+      case .wrongLeader, .timeout:
+        lastError = "shard \(owner.shard) (group \(owner.group)): \(target): \(why)"
+        leaders.demote(owner.group, target, unreachable: false)
+        attempt += 1
+        if attempt % order.count != 0 { continue }
+        await pause(&backoff, until: end)
+      case .wrongGroup:
+        lastError = "shard \(owner.shard): \(why)"
+        let before = await routing.configuration?.num
+        let after = await routing.refresh()?.num
+        attempt = 0
+        if after == before { await pause(&backoff, until: end) }
+      case .shardNotReady, .UNRECOGNIZED:
+        lastError = "shard \(owner.shard) (group \(owner.group)): \(why)"
+        await pause(&backoff, until: end)
+      }
+    }
+    var reply = Self.reply(.timeout, "the cluster did not complete the request in time: \(lastError)")
+    reply.configNum = await routing.configuration?.num ?? 0
+    return reply
+  }
+
+  private func pause(_ backoff: inout Duration, until end: ContinuousClock.Instant) async {
+    try? await Task.sleep(for: min(backoff, max(.zero, end - .now)))
+    backoff = min(backoff * 2, .milliseconds(200))
+  }
+
+  // MARK: - Admin operations
+
+  /// Forwards one controller request (its bytes as sent) to the controller's leader.
+  public func forwardController(_ payload: [UInt8]) async -> [UInt8] {
+    let clock = ContinuousClock()
+    let end = clock.now + defaultTimeout - .milliseconds(100)
+    let controllers = await routing.controllerAddresses
+    guard !controllers.isEmpty else {
+      return Self.encodeController(.invalidArgument, "this router knows no controller")
+    }
+    var lastError = "no attempt"
+    var attempt = 0
+    var backoff = Duration.milliseconds(10)
+    while clock.now < end {
+      let order = leaders.order(0, controllers)
+      let target = order[attempt % order.count]
+      do {
+        let bytes = try await transport.call(
+          target, method: ControllerMethod.request, payload: payload,
+          timeout: min(callTimeout, end - clock.now))
+        let reply = try Shardkv_Ctrler_CtrlerReply(serializedBytes: bytes)
+        switch reply.error {
+        case .ok, .invalidArgument:
+          leaders.remember(0, leader: target)
+          if reply.error == .ok, reply.hasConfig { await routing.refresh() }
+          return bytes
+        case .wrongLeader, .timeout, .UNRECOGNIZED:
+          lastError = "\(target): \(reply.message.isEmpty ? "\(reply.error)" : reply.message)"
+          leaders.demote(0, target, unreachable: false)
+        }
+      } catch {
+        lastError = "\(target): \(error)"
+        leaders.demote(0, target, unreachable: true)
+      }
+      attempt += 1
+      await pause(&backoff, until: end)
+    }
+    return Self.encodeController(.timeout, "the controller did not answer in time: \(lastError)")
+  }
+
+  // MARK: - Replies
+
+  static func reply(_ error: Shardkv_KvError, _ message: String) -> Shardkv_KvReply {
+    var reply = Shardkv_KvReply()
+    reply.error = error
+    reply.message = message
+    return reply
+  }
+
+  static func encode(_ reply: Shardkv_KvReply) -> [UInt8] { (try? reply.serializedBytes()) ?? [] }
+
+  static func encodeController(_ error: Shardkv_Ctrler_CtrlerError, _ message: String) -> [UInt8] {
+    var reply = Shardkv_Ctrler_CtrlerReply()
+    reply.error = error
+    reply.message = message
+    return (try? reply.serializedBytes()) ?? []
+  }
+}
