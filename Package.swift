@@ -109,7 +109,8 @@ let package = Package(
     .testTarget(name: "RaftTests", dependencies: ["Raft"]),
     .testTarget(name: "RaftRuntimeTests", dependencies: ["Raft", "Storage", "Wire"]),
     .testTarget(name: "ShardCtrlerTests", dependencies: ["ShardCtrler", "Raft", "Storage", "Wire"]),
-    .testTarget(name: "ShardKVTests", dependencies: ["ShardKV", "Raft", "Storage", "Wire"]),
+    // In-process clusters of groups, controllers and routers.
+    .testTarget(name: "ShardKVTests", dependencies: ["ShardKV", "Router", "Raft", "Storage", "Wire"]),
     .testTarget(
       name: "RouterTests", dependencies: ["Router", "ShardKV", "ShardCtrler", "Raft", "Storage", "Wire"]),
     // Real kvd processes on loopback, driven through kvctl; depends on the tools so that

@@ -57,7 +57,7 @@ public struct RequestRouter: Sendable {
     if key.isEmpty { return Self.reply(.invalidArgument, "the key is empty") }
     let clock = ContinuousClock()
     // Answer a little before the client gives up, so that it reads the reason.
-    let end = clock.now + max(timeout - .milliseconds(100), timeout / 2)
+    let end = clock.now + timeout - max(timeout / 5, .milliseconds(50))
     var lastError = "no attempt"
     var attempt = 0
     var backoff = Duration.milliseconds(10)

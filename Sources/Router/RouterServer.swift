@@ -116,10 +116,11 @@ public struct RouterServer: Sendable {
     var reply = Shardkv_Router_JoinClusterReply()
     reply.controllers = await router.routing.controllerAddresses
     guard var request = try? Shardkv_Router_JoinClusterRequest(serializedBytes: payload),
-      (try? PeerAddress(parsing: request.peer)) != nil, (try? PeerAddress(parsing: request.api)) != nil
+      KVGroupServer.isAddress(request.peer), KVGroupServer.isAddress(request.api)
     else {
       reply.error = .invalidArgument
-      reply.message = "JOIN_CLUSTER needs the node's peer and API addresses (HOST:PORT)"
+      reply.message =
+        "JOIN_CLUSTER needs the node's peer and API addresses (HOST:PORT, each at most 255 bytes)"
       return reply
     }
     let refreshed = await router.routing.refresh()

@@ -33,6 +33,8 @@ public enum KVClientError: Error, Hashable, Sendable, CustomStringConvertible {
 public struct KVClerk: Sendable {
   private let session: GroupClient
   private let routing: ShardRouting
+  /// Sent with each request: a router retries inside the cluster for about this long.
+  private let attemptMilliseconds: UInt32
 
   public var clientID: UInt64 { session.clientID }
 
@@ -51,6 +53,8 @@ public struct KVClerk: Sendable {
       servers: servers, transport: transport, deadline: deadline, callTimeout: callTimeout, clientID: clientID
     )
     routing = ShardRouting(controllers: controllers, transport: transport)
+    let (seconds, attoseconds) = callTimeout.components
+    attemptMilliseconds = UInt32(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000)
   }
 
   /// The value of `key`, or nil if there is none.
@@ -76,6 +80,7 @@ public struct KVClerk: Sendable {
   ) async throws(KVClientError) -> Shardkv_KvReply {
     let clientID = self.clientID
     let routing = self.routing
+    let attemptMilliseconds = self.attemptMilliseconds
     // A clerk given the controller's addresses routes by its configuration from the start.
     if await routing.needsFirstRefresh { await routing.refresh() }
     return try await session.perform(
@@ -91,6 +96,7 @@ public struct KVClerk: Sendable {
         request.value = Data(value)
         request.clientID = clientID
         request.sequence = sequence
+        request.timeoutMs = attemptMilliseconds
         do {
           return .success(try request.serializedBytes())
         } catch {

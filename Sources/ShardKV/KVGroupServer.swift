@@ -206,10 +206,11 @@ public struct KVGroupServer: Sendable {
     reply.controllers = options.controllers
     reply.group = options.group
     guard let request = try? Shardkv_Router_JoinClusterRequest(serializedBytes: payload),
-      (try? PeerAddress(parsing: request.peer)) != nil, (try? PeerAddress(parsing: request.api)) != nil
+      Self.isAddress(request.peer), Self.isAddress(request.api)
     else {
       reply.error = .invalidArgument
-      reply.message = "JOIN_CLUSTER needs the node's peer and API addresses (HOST:PORT)"
+      reply.message =
+        "JOIN_CLUSTER needs the node's peer and API addresses (HOST:PORT, each at most 255 bytes)"
       return try reply.serializedBytes()
     }
     guard options.group != 0, request.group == options.group else {
@@ -248,5 +249,11 @@ public struct KVGroupServer: Sendable {
       return try reply.serializedBytes()
     }
     return try reply.serializedBytes()
+  }
+
+  /// Whether `text` can name a node: `HOST:PORT` (or a name of the in-memory test network),
+  /// without spaces, at most 255 bytes.
+  public static func isAddress(_ text: String) -> Bool {
+    !text.isEmpty && text.utf8.count <= 255 && text.contains(":") && !text.contains(where: \.isWhitespace)
   }
 }

@@ -52,18 +52,24 @@ public actor ShardRouting {
   }
 
   /// Reads the latest configuration from the controller; returns it, or nil when the
-  /// controller is unknown or does not answer in time.
+  /// controller is unknown or does not answer in time. Concurrent callers share one query (a
+  /// router refreshes on behalf of many requests at once).
   @discardableResult
   public func refresh() async -> ShardConfiguration? {
     guard !controllers.isEmpty else { return nil }
     refreshedOnce = true
+    if let inFlight { return await inFlight.value }
     let clerk =
       self.clerk ?? ControllerClerk(servers: controllers, transport: transport, deadline: refreshDeadline)
     self.clerk = clerk
-    guard let latest = try? await clerk.query() else { return nil }
-    if latest.num >= (configuration?.num ?? 0) { configuration = latest }
-    return configuration
+    let query = Task { try? await clerk.query() }
+    inFlight = query
+    let latest = await query.value
+    inFlight = nil
+    if let latest, latest.num >= (configuration?.num ?? 0) { configuration = latest }
+    return latest == nil ? nil : configuration
   }
+  private var inFlight: Task<ShardConfiguration?, Never>?
 
   static func shard(of key: [UInt8], in configuration: ShardConfiguration) -> Int? {
     guard (1...65_536).contains(configuration.shardCount) else { return nil }

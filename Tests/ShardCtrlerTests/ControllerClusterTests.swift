@@ -79,7 +79,7 @@ final class ControllerClusterTests: XCTestCase {
   func testInvalidOperationsAreRejectedWithAClearMessage() async throws {
     let cluster = ControllerTestCluster()
     try await cluster.startAll()
-    defer { Task { await cluster.shutdown() } }
+    addTeardownBlock { await cluster.shutdown() }
     let clerk = cluster.clerk()
     try await clerk.join([1: ["a"]])
     await assertRejected({ try await clerk.join([1: ["b"]]) }, "group 1 has already joined")
@@ -108,7 +108,7 @@ final class ControllerClusterTests: XCTestCase {
   func testRetriedWriteExecutesOnce() async throws {
     let cluster = ControllerTestCluster()
     try await cluster.startAll()
-    defer { Task { await cluster.shutdown() } }
+    addTeardownBlock { await cluster.shutdown() }
     // Every reply is lost half the time: the clerk retries with the same sequence, and the
     // controller must answer the retry from its session rather than joining twice (which
     // would fail with "already joined").

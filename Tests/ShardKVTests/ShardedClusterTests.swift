@@ -56,7 +56,7 @@ final class ShardedClusterTests: XCTestCase {
   /// With one group down, exactly the keys of the other group's shards are served.
   func testStaticShards() async throws {
     let cluster = try await makeCluster()
-    defer { Task { await cluster.shutdown() } }
+    addTeardownBlock { await cluster.shutdown() }
     try await cluster.join([1])
     try await cluster.join([2])
     let clerk = cluster.clerk()
@@ -92,7 +92,7 @@ final class ShardedClusterTests: XCTestCase {
   /// names the owner and the controllers, and stops serving a shard the moment it leaves.
   func testRejectionNamesTheOwner() async throws {
     let cluster = try await makeCluster()
-    defer { Task { await cluster.shutdown() } }
+    addTeardownBlock { await cluster.shutdown() }
     try await cluster.join([1, 2])
     let clerk = cluster.clerk()
     for i in 0..<20 { try await clerk.put(key(i), Array("v\(i)".utf8)) }
@@ -131,7 +131,7 @@ final class ShardedClusterTests: XCTestCase {
   /// the shard, and the old owner refuses it.
   func testRetryAfterTheShardMovedExecutesOnce() async throws {
     let cluster = try await makeCluster()
-    defer { Task { await cluster.shutdown() } }
+    addTeardownBlock { await cluster.shutdown() }
     try await cluster.join([1, 2])
     try await cluster.waitUntilSettled([1, 2])
     let transport = cluster.network.transport(for: "retrier")
@@ -172,7 +172,7 @@ final class ShardedClusterTests: XCTestCase {
   /// everything is readable from the others.
   func testJoinAndLeave() async throws {
     let cluster = try await makeCluster()
-    defer { Task { await cluster.shutdown() } }
+    addTeardownBlock { await cluster.shutdown() }
     try await cluster.join([1])
     let clerk = cluster.clerk()
     var values: [Int: String] = [:]
@@ -200,7 +200,7 @@ final class ShardedClusterTests: XCTestCase {
   /// after several joins and leaves.
   func testSnapshotsAndRestarts() async throws {
     let cluster = try await makeCluster(maxLogEntries: 100)
-    defer { Task { await cluster.shutdown() } }
+    addTeardownBlock { await cluster.shutdown() }
     try await cluster.join([1])
     let clerk = cluster.clerk()
     var values: [Int: String] = [:]
@@ -224,7 +224,7 @@ final class ShardedClusterTests: XCTestCase {
   /// them (from its peers' logs or a snapshot), and the group keeps serving meanwhile.
   func testMissedConfigurationChanges() async throws {
     let cluster = try await makeCluster(maxLogEntries: 200)
-    defer { Task { await cluster.shutdown() } }
+    addTeardownBlock { await cluster.shutdown() }
     try await cluster.join([1])
     let clerk = cluster.clerk()
     var values: [Int: String] = [:]
@@ -263,7 +263,7 @@ final class ShardedClusterTests: XCTestCase {
   /// once, in order, and the whole history is linearizable.
   private func concurrentClients(_ disturbance: Disturbance, seed: UInt64) async throws {
     let cluster = try await makeCluster(seed: seed)
-    defer { Task { await cluster.shutdown() } }
+    addTeardownBlock { await cluster.shutdown() }
     try await cluster.join([1])
     if disturbance == .unreliable { cluster.network.faults = ShardedTestCluster.unreliableFaults }
     let history = History()
@@ -346,7 +346,7 @@ final class ShardedClusterTests: XCTestCase {
   func testRandomMixOnAnUnreliableNetworkIsLinearizable() async throws {
     let seed: UInt64 = 25
     let cluster = try await makeCluster(seed: seed)
-    defer { Task { await cluster.shutdown() } }
+    addTeardownBlock { await cluster.shutdown() }
     try await cluster.join([1])
     cluster.network.faults = ShardedTestCluster.unreliableFaults
     let history = History()
@@ -390,7 +390,7 @@ final class ShardedClusterTests: XCTestCase {
   /// One client at a time on a lossy network: every value read back is the one written.
   func testSequentialClientOnAnUnreliableNetwork() async throws {
     let cluster = try await makeCluster(seed: 24)
-    defer { Task { await cluster.shutdown() } }
+    addTeardownBlock { await cluster.shutdown() }
     try await cluster.join([1])
     cluster.network.faults = ShardedTestCluster.unreliableFaults
     let clerk = cluster.clerk(callTimeout: .milliseconds(300))
@@ -414,7 +414,7 @@ final class ShardedClusterTests: XCTestCase {
   /// factor of the live data (three replicas each): handed-off shards are deleted.
   func testHandedOffShardsAreDeleted() async throws {
     let cluster = try await makeCluster()
-    defer { Task { await cluster.shutdown() } }
+    addTeardownBlock { await cluster.shutdown() }
     try await cluster.join([1])
     let clerk = cluster.clerk()
     let value = [UInt8](repeating: UInt8(ascii: "x"), count: 1000)
@@ -447,7 +447,7 @@ final class ShardedClusterTests: XCTestCase {
   /// killed and leaves.
   func testUnaffectedShardsKeepServing() async throws {
     let cluster = try await makeCluster()
-    defer { Task { await cluster.shutdown() } }
+    addTeardownBlock { await cluster.shutdown() }
     try await cluster.join([1])
     let clerk = cluster.clerk()
     for i in 0..<20 { try await clerk.put(key(i), Array("v\(i)".utf8)) }
@@ -468,7 +468,7 @@ final class ShardedClusterTests: XCTestCase {
   /// group cannot finish.
   func testPartialMigrationServesWhatArrived() async throws {
     let cluster = try await makeCluster()
-    defer { Task { await cluster.shutdown() } }
+    addTeardownBlock { await cluster.shutdown() }
     try await cluster.join([1, 2, 3])
     let clerk = cluster.clerk()
     for i in 0..<30 { try await clerk.put(key(i), Array("v\(i)".utf8)) }

@@ -107,6 +107,8 @@ public actor GroupClient {
     let end = clock.now + deadline
     var backoff = Duration.milliseconds(20)
     var lastError = "no attempt"
+    // The last reason a server gave: more telling than a later call that merely timed out.
+    var lastAnswer: String?
     var redirects = 0
     if let route, !route.isEmpty, route != servers {
       servers = route
@@ -122,11 +124,14 @@ public actor GroupClient {
         case .refused(let failure): return .failure(failure)
         case .tryNextMember(let why):
           lastError = "\(server): \(why)"
+          lastAnswer = lastError
           preferred += 1
         case .retryLater(let why):
           lastError = "\(server): \(why)"
+          lastAnswer = lastError
         case .redirect(let others, let why):
           lastError = "\(server): \(why)"
+          lastAnswer = lastError
           if !others.isEmpty && others != servers {
             servers = others
             preferred = 0
@@ -139,7 +144,7 @@ public actor GroupClient {
       } catch RPCError.remote(code: .unknownMethod, _) {
         return .failure(notServed("\(server) does not serve \(method)"))
       } catch {
-        lastError = "\(server): \(error)"
+        lastError = lastAnswer.map { "\($0); then \(server): \(error)" } ?? "\(server): \(error)"
         preferred += 1
         // Every member failed in turn: the group may be gone (its shards moved on).
         if preferred % servers.count == 0, let reroute, let others = await reroute(),

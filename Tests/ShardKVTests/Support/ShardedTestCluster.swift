@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Raft
+import Router
 import ShardCtrler
 import Storage
 import Wire
@@ -34,6 +35,9 @@ final class ShardedTestCluster: @unchecked Sendable {
   ).path
   private(set) var controllers: [Int: (node: RaftNode, db: RocksDB, listeners: [any TransportListener])] = [:]
   private(set) var members: [GroupID: [Int: Member]] = [:]
+  private(set) var routers:
+    [Int: (server: RouterServer, watcher: Task<Void, Never>?, listener: any TransportListener)] =
+      [:]
   private var clients = 0
 
   init(shardCount: Int = 10, controllerSize: Int = 3, groupSize: Int = 3, seed: UInt64 = 5) {
@@ -123,15 +127,18 @@ final class ShardedTestCluster: @unchecked Sendable {
     for i in 0..<groupSize { try await start(gid, i) }
   }
 
-  func start(_ gid: GroupID, _ i: Int) async throws {
+  /// Starts member `i` of group `gid`; a `standby` starts with no members and waits to be
+  /// added (JOIN_CLUSTER).
+  func start(_ gid: GroupID, _ i: Int, standby: Bool = false) async throws {
     let db = try openDatabase(name(gid, i), families: KVStateMachine.columnFamilies)
-    let stateMachine = try KVStateMachine(db: db, options: .init(group: gid, controllers: controllerAPIs))
+    let stateMachine = try KVStateMachine(
+      db: db, options: .init(group: gid, controllers: controllerAPIs, apiAddress: api(gid, i)))
     let transport = network.transport(for: name(gid, i))
     let node = try RaftNode(
       id: peer(gid, i), options: raftOptions, storage: try RocksLogStorage(db: db),
       stateMachine: stateMachine,
       transport: WireRaftTransport(transport: transport, messageTimeout: .milliseconds(50)),
-      bootstrapVoters: (0..<groupSize).map { peer(gid, $0) }, logger: logger)
+      bootstrapVoters: standby ? [] : (0..<groupSize).map { peer(gid, $0) }, logger: logger)
     var server = KVGroupServer(node: node, stateMachine: stateMachine, peers: transport)
     server.requestTimeout = .seconds(1)
     server.nodeCommands.forwardTimeout = .seconds(1)
@@ -169,7 +176,40 @@ final class ShardedTestCluster: @unchecked Sendable {
     for i in 0..<groupSize { await crash(gid, i) }
   }
 
+  // MARK: - Routers
+
+  func routerAPI(_ i: Int) -> String { "r\(i):api" }
+
+  /// Starts router `i`; without `watch` it reads the configuration only when a reply tells
+  /// it that it is stale.
+  func startRouter(_ i: Int, watch: Bool = true) async throws {
+    let transport = network.transport(for: "r\(i)")
+    var server = RouterServer(apiAddress: routerAPI(i), controllers: controllerAPIs, transport: transport)
+    server.joinTimeout = .seconds(20)
+    var handlers = RPCHandlers()
+    server.registerMethods(in: &handlers)
+    let listener = try await transport.listen(on: routerAPI(i), handlers: handlers)
+    routers[i] = (server, watch ? server.watchConfiguration(every: .milliseconds(200)) : nil, listener)
+  }
+
+  func stopRouter(_ i: Int) async {
+    guard let router = routers.removeValue(forKey: i) else { return }
+    router.watcher?.cancel()
+    await router.listener.close()
+  }
+
+  /// A clerk that only knows routers.
+  func routerClerk(
+    _ routerIndices: [Int], deadline: Duration = .seconds(30), callTimeout: Duration = .seconds(2)
+  ) -> KVClerk {
+    clients += 1
+    return KVClerk(
+      servers: routerIndices.map(routerAPI), transport: network.transport(for: "client\(clients)"),
+      deadline: deadline, callTimeout: callTimeout)
+  }
+
   func shutdown() async {
+    for i in routers.keys.sorted() { await stopRouter(i) }
     for gid in members.keys.sorted() { await shutdownGroup(gid) }
     for (i, controller) in controllers.sorted(by: { $0.key < $1.key }) {
       await controller.node.stop()
