@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine lacks to build and test ShardKV: the RocksDB and zstd
-# development packages (and pkg-config, which SwiftPM uses to find them). Does nothing when
+# development packages (and pkg-config, which SwiftPM uses to find them), and redis-tools
+# (redis-cli, redis-benchmark) for the router's RESP tests. Does nothing when
 # they are present. Needs root (or sudo) only when something is missing.
 set -euo pipefail
 
@@ -12,6 +13,8 @@ if command -v pkg-config >/dev/null 2>&1; then
 else
   missing+=(librocksdb-dev libzstd-dev)
 fi
+# The router's process tests drive it with the real redis-cli and redis-benchmark.
+command -v redis-benchmark >/dev/null 2>&1 || missing+=(redis-tools)
 for extra in "$@"; do
   dpkg -s "$extra" >/dev/null 2>&1 || missing+=("$extra")
 done

@@ -302,6 +302,7 @@ public final class KVStateMachine: StateMachine {
           batch.writes.put(key: dataKey, value: combined, in: kv)
           batch.pending[dataKey] = combined
           reply = Self.reply(.ok)
+          reply.length = UInt64(combined.count)
         }
       case .delete:
         let existed = try current() != nil

@@ -73,9 +73,14 @@ final class ProcessCluster {
   /// Starts node `i` with extra flags; its log goes to a file (never to a pipe nobody reads),
   /// appended to across restarts, each start marked by a line naming its arguments.
   func start(_ i: Int, _ flags: [String]) throws {
+    try start(i, arguments: ["-a", nodes[i].api, "-p", nodes[i].peer, "--data", nodes[i].data] + flags)
+    startFlags[i] = flags
+  }
+
+  /// Starts kvd as node `i` with exactly `arguments` (a router takes no peer address or data).
+  func start(_ i: Int, arguments: [String]) throws {
     let process = Process()
     process.executableURL = Self.binaries.appendingPathComponent("kvd")
-    let arguments = ["-a", nodes[i].api, "-p", nodes[i].peer, "--data", nodes[i].data] + flags
     process.arguments = arguments
     let log = logPath(i)
     if !FileManager.default.fileExists(atPath: log) {
@@ -89,7 +94,6 @@ final class ProcessCluster {
     process.standardError = handle
     try process.run()
     processes[i] = process
-    startFlags[i] = flags
   }
 
   /// Kills node `i` (if running) and starts it again on its data with the flags it was last
@@ -186,6 +190,17 @@ final class ProcessCluster {
     finish(try launch(args, watchdog: watchdog))
   }
 
+  /// Runs another program (redis-cli, redis-benchmark) found on the PATH's usual places.
+  static func tool(_ name: String, _ args: [String], watchdog: Duration = .seconds(120)) throws -> Output {
+    guard let path = ["/usr/bin/", "/usr/local/bin/", "/bin/"].map({ $0 + name }).first(where: {
+      FileManager.default.isExecutableFile(atPath: $0)
+    })
+    else {
+      throw ProcessTestFailure(description: "\(name) is not installed (scripts/install-deps.sh installs it)")
+    }
+    return finish(try launch(args, watchdog: watchdog, executable: URL(fileURLWithPath: path)))
+  }
+
   /// Runs these kvctl invocations, up to `parallel` at a time, and returns their outputs in the
   /// order given. Once `giveUp(index, output)` holds for a finished one, no further invocation is
   /// started: the outputs are then those of the invocations already started (a prefix).
@@ -224,7 +239,7 @@ final class ProcessCluster {
   }
 
   /// Starts kvctl with its stdout and stderr in files (no pipe to fill up and block it).
-  private static func launch(_ args: [String], watchdog: Duration) throws -> Launched {
+  private static func launch(_ args: [String], watchdog: Duration, executable: URL? = nil) throws -> Launched {
     let base = FileManager.default.temporaryDirectory.path + "/kvctl-\(UUID().uuidString)"
     let stdoutPath = base + ".out"
     let stderrPath = base + ".err"
@@ -239,7 +254,7 @@ final class ProcessCluster {
     let err = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
     defer { try? err.close() }
     let process = Process()
-    process.executableURL = binaries.appendingPathComponent("kvctl")
+    process.executableURL = executable ?? binaries.appendingPathComponent("kvctl")
     process.arguments = args
     process.standardOutput = out
     process.standardError = err

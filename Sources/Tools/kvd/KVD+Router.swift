@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Router
+import ShardKV
 import Wire
 
 extension KVD {
@@ -21,12 +22,29 @@ extension KVD {
       Self.fail("cannot listen on \(api): \(error)")
     }
     let watcher = server.watchConfiguration()
+    var redis: RESPServer?
+    if let resp {
+      do {
+        let address = try PeerAddress(parsing: resp)
+        let commands = RESPCommands(
+          router: server.router, limits: KVLimits(maxKeyBytes: maxKeyBytes, maxValueBytes: maxValueBytes))
+        var limits = RESPLimits()
+        limits.maxBulkBytes = maxValueBytes + maxKeyBytes + 1024
+        redis = try await RESPServer.bind(
+          host: address.host, port: address.port, commands: commands, limits: limits, logger: logger)
+      } catch {
+        Self.fail("cannot serve RESP on \(resp): \(error)")
+      }
+    }
     logger.info(
       "kvd serving (router)",
-      metadata: ["api": "\(api)", "controllers": "\(controllerList.joined(separator: ","))"])
+      metadata: [
+        "api": "\(api)", "resp": "\(resp ?? "-")", "controllers": "\(controllerList.joined(separator: ","))",
+      ])
     await Self.waitForTermination()
     logger.info("kvd shutting down")
     watcher.cancel()
+    await redis?.close()
     await listener.close()
     await transport.shutdown()
   }

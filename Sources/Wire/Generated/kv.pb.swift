@@ -259,6 +259,9 @@ public nonisolated struct Shardkv_KvReply: Sendable {
   /// Delete: whether the key existed.
   public var existed: Bool = false
 
+  /// Append: the value's length afterwards.
+  public var length: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -460,7 +463,7 @@ nonisolated extension Shardkv_KvRequest: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension Shardkv_KvReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".KvReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}error\0\u{1}value\0\u{3}leader_hint\0\u{1}message\0\u{3}config_num\0\u{1}shard\0\u{3}owner_group\0\u{3}owner_servers\0\u{1}controllers\0\u{3}served_by\0\u{1}existed\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}error\0\u{1}value\0\u{3}leader_hint\0\u{1}message\0\u{3}config_num\0\u{1}shard\0\u{3}owner_group\0\u{3}owner_servers\0\u{1}controllers\0\u{3}served_by\0\u{1}existed\0\u{1}length\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -479,6 +482,7 @@ nonisolated extension Shardkv_KvReply: SwiftProtobuf.Message, SwiftProtobuf._Mes
       case 9: try { try decoder.decodeRepeatedStringField(value: &self.controllers) }()
       case 10: try { try decoder.decodeSingularStringField(value: &self.servedBy) }()
       case 11: try { try decoder.decodeSingularBoolField(value: &self.existed) }()
+      case 12: try { try decoder.decodeSingularUInt64Field(value: &self.length) }()
       default: break
       }
     }
@@ -518,6 +522,9 @@ nonisolated extension Shardkv_KvReply: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if self.existed != false {
       try visitor.visitSingularBoolField(value: self.existed, fieldNumber: 11)
     }
+    if self.length != 0 {
+      try visitor.visitSingularUInt64Field(value: self.length, fieldNumber: 12)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -533,6 +540,7 @@ nonisolated extension Shardkv_KvReply: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if lhs.controllers != rhs.controllers {return false}
     if lhs.servedBy != rhs.servedBy {return false}
     if lhs.existed != rhs.existed {return false}
+    if lhs.length != rhs.length {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
