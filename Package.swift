@@ -103,6 +103,9 @@ let package = Package(
       ],
       path: "Sources/Tools/kvbench"
     ),
+    // libFuzzer target for the RESP request parser: scripts/fuzz.sh builds it with
+    // `-sanitize=fuzzer,address -DFUZZING`; the ordinary build makes a replayer of fuzz inputs.
+    .executableTarget(name: "RESPFuzz", dependencies: ["Router"], path: "Sources/Fuzz/RESPFuzz"),
     .testTarget(name: "SeededTests", dependencies: ["Seeded"]),
     .testTarget(name: "StorageTests", dependencies: ["Storage"]),
     .testTarget(name: "WireTests", dependencies: ["Wire"]),
