@@ -8,11 +8,18 @@ deps:
 build: deps
 	swift build
 
-# Zero warnings, lint clean, every test.
+# Zero warnings, lint clean, every test, and a short fuzzing slice of the RESP parser.
 test: deps
 	scripts/check-build.sh
 	scripts/lint.sh
 	swift test --skip-build
+	scripts/fuzz.sh RESPFuzz 30
+
+# A longer fuzzing campaign: make fuzz SECONDS=600
+SECONDS ?= 300
+.PHONY: fuzz
+fuzz: deps
+	scripts/fuzz.sh RESPFuzz $(SECONDS)
 
 lint:
 	scripts/lint.sh

@@ -64,10 +64,13 @@ let package = Package(
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       ]
     ),
+    // The Redis protocol (RESP2) codec: pure, standard library only (the fuzz target builds it
+    // alone).
+    .target(name: "RESP"),
     .target(
       name: "Router",
       dependencies: [
-        "ShardKV", "ShardCtrler", "Raft", "Wire",
+        "RESP", "ShardKV", "ShardCtrler", "Raft", "Wire",
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -105,8 +108,9 @@ let package = Package(
     ),
     // libFuzzer target for the RESP request parser: scripts/fuzz.sh builds it with
     // `-sanitize=fuzzer,address -DFUZZING`; the ordinary build makes a replayer of fuzz inputs.
-    .executableTarget(name: "RESPFuzz", dependencies: ["Router"], path: "Sources/Fuzz/RESPFuzz"),
+    .executableTarget(name: "RESPFuzz", dependencies: ["RESP"], path: "Sources/Fuzz/RESPFuzz"),
     .testTarget(name: "SeededTests", dependencies: ["Seeded"]),
+    .testTarget(name: "RESPTests", dependencies: ["RESP"]),
     .testTarget(name: "StorageTests", dependencies: ["Storage"]),
     .testTarget(name: "WireTests", dependencies: ["Wire"]),
     .testTarget(name: "RaftTests", dependencies: ["Raft"]),

@@ -192,9 +192,10 @@ final class ProcessCluster {
 
   /// Runs another program (redis-cli, redis-benchmark) found on the PATH's usual places.
   static func tool(_ name: String, _ args: [String], watchdog: Duration = .seconds(120)) throws -> Output {
-    guard let path = ["/usr/bin/", "/usr/local/bin/", "/bin/"].map({ $0 + name }).first(where: {
-      FileManager.default.isExecutableFile(atPath: $0)
-    })
+    guard
+      let path = ["/usr/bin/", "/usr/local/bin/", "/bin/"].map({ $0 + name }).first(where: {
+        FileManager.default.isExecutableFile(atPath: $0)
+      })
     else {
       throw ProcessTestFailure(description: "\(name) is not installed (scripts/install-deps.sh installs it)")
     }
@@ -239,7 +240,8 @@ final class ProcessCluster {
   }
 
   /// Starts kvctl with its stdout and stderr in files (no pipe to fill up and block it).
-  private static func launch(_ args: [String], watchdog: Duration, executable: URL? = nil) throws -> Launched {
+  private static func launch(_ args: [String], watchdog: Duration, executable: URL? = nil) throws -> Launched
+  {
     let base = FileManager.default.temporaryDirectory.path + "/kvctl-\(UUID().uuidString)"
     let stdoutPath = base + ".out"
     let stderrPath = base + ".err"

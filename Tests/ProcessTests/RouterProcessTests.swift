@@ -15,7 +15,8 @@ final class RouterProcessTests: XCTestCase {
     let controller = cluster.nodes[0].api
     try cluster.start(0, ["--controller", "--peers", cluster.nodes[0].peer, "--shards", "8"] + Self.timing)
     for i in 1...3 {
-      try cluster.start(i, ["--peers", cluster.peers([1, 2, 3]), "--group", "1", "--controllers", controller] + Self.timing)
+      try cluster.start(
+        i, ["--peers", cluster.peers([1, 2, 3]), "--group", "1", "--controllers", controller] + Self.timing)
     }
     try cluster.start(4, ["-l", "--group", "2", "--controllers", controller] + Self.timing)
     let router = cluster.nodes[5].api
@@ -55,7 +56,8 @@ final class RouterProcessTests: XCTestCase {
 
     // The real redis-cli.
     func redis(_ args: String...) throws -> ProcessCluster.Output {
-      try ProcessCluster.tool("redis-cli", ["-h", "127.0.0.1", "-p", respPort] + args, watchdog: .seconds(30))
+      try ProcessCluster.tool(
+        "redis-cli", ["-h", "127.0.0.1", "-p", respPort] + args, watchdog: .seconds(30))
     }
     XCTAssertEqual(try redis("PING").stdout, "PONG\n")
     XCTAssertEqual(try redis("SET", "greeting", "hello world").stdout, "OK\n")
@@ -74,7 +76,8 @@ final class RouterProcessTests: XCTestCase {
 
     // The real redis-benchmark finishes without an error.
     out = try ProcessCluster.tool(
-      "redis-benchmark", ["-h", "127.0.0.1", "-p", respPort, "-t", "set,get", "-n", "20000", "-P", "16", "-q"],
+      "redis-benchmark",
+      ["-h", "127.0.0.1", "-p", respPort, "-t", "set,get", "-n", "20000", "-P", "16", "-q"],
       watchdog: .seconds(240))
     XCTAssertEqual(out.status, 0, out.summary + cluster.logTails([5]))
     XCTAssertTrue(out.stdout.contains("SET:") && out.stdout.contains("GET:"), out.summary)

@@ -1,4 +1,4 @@
-import Router
+import RESP
 
 #if canImport(Glibc)
 import Glibc

@@ -1,4 +1,5 @@
 import Foundation
+import RESP
 import ShardKV
 import SwiftProtobuf
 import Wire
@@ -65,11 +66,16 @@ public struct RESPCommands: Sendable {
       return (.simpleString("OK"), .close)
     case "SELECT":
       if let wrong = arity(args.count == 1) { return (wrong, .none) }
-      return (Self.upper(args[0]) == "0" ? .simpleString("OK") : .error("ERR DB index is out of range"), .none)
+      return (
+        Self.upper(args[0]) == "0" ? .simpleString("OK") : .error("ERR DB index is out of range"), .none
+      )
     case "CONFIG":
       // redis-benchmark asks for `save` and `appendonly` at start: nothing is configurable here.
       if let wrong = arity(args.count >= 1) { return (wrong, .none) }
-      return (Self.upper(args[0]) == "GET" ? .array([]) : .error("ERR CONFIG \(Self.upper(args[0])) is not supported"), .none)
+      return (
+        Self.upper(args[0]) == "GET"
+          ? .array([]) : .error("ERR CONFIG \(Self.upper(args[0])) is not supported"), .none
+      )
     case "COMMAND":
       return (.array([]), .none)
     case "CLIENT":
@@ -78,7 +84,10 @@ public struct RESPCommands: Sendable {
       case "SETNAME", "SETINFO", "NO-EVICT", "NO-TOUCH", "REPLY": return (.simpleString("OK"), .none)
       case "GETNAME": return (.bulkString(nil), .none)
       case "ID": return (.integer(Int64(truncatingIfNeeded: sessions.connectionID)), .none)
-      default: return (.error("ERR unknown subcommand '\(String(decoding: args[0], as: UTF8.self))' for 'client'"), .none)
+      default:
+        return (
+          .error("ERR unknown subcommand '\(String(decoding: args[0], as: UTF8.self))' for 'client'"), .none
+        )
       }
     case "INFO":
       return (.bulkString(Array(await info().utf8)), .none)
@@ -94,7 +103,9 @@ public struct RESPCommands: Sendable {
       return (await write(.put, args[0], args[1], sessions: sessions).map { _ in .simpleString("OK") }, .none)
     case "APPEND":
       if let wrong = arity(args.count == 2) { return (wrong, .none) }
-      return (await write(.append, args[0], args[1], sessions: sessions).map { .integer(Int64($0.length)) }, .none)
+      return (
+        await write(.append, args[0], args[1], sessions: sessions).map { .integer(Int64($0.length)) }, .none
+      )
     case "DEL":
       if let wrong = arity(!args.isEmpty) { return (wrong, .none) }
       var deleted: Int64 = 0
@@ -138,7 +149,8 @@ public struct RESPCommands: Sendable {
       return (.simpleString("OK"), .none)
     default:
       let shown = String(decoding: first.prefix(128), as: UTF8.self)
-      let rest = args.prefix(8).map { "'\(String(decoding: $0.prefix(64), as: UTF8.self))'" }.joined(separator: " ")
+      let rest = args.prefix(8).map { "'\(String(decoding: $0.prefix(64), as: UTF8.self))'" }.joined(
+        separator: " ")
       return (.error("ERR unknown command '\(shown)', with args beginning with: \(rest)"), .none)
     }
   }

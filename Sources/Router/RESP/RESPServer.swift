@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import RESP
 import ShardKV
 import Synchronization
 

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import RESP
 import Router
 import ShardKV
 import Wire

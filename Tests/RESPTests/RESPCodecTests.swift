@@ -1,6 +1,6 @@
 import XCTest
 
-@testable import Router
+@testable import RESP
 
 final class RESPCodecTests: XCTestCase {
   // MARK: - Helpers
