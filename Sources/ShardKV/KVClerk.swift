@@ -117,7 +117,7 @@ public struct KVClerk: Sendable {
     }
     let why = reply.message.isEmpty ? "\(reply.error)" : reply.message
     switch reply.error {
-    case .ok, .noKey: return .done(reply)
+    case .ok, .noKey: return .done(reply, leader: reply.servedBy.isEmpty ? nil : reply.servedBy)
     case .invalidArgument: return .refused(.invalidArgument(reply.message))
     case .wrongLeader: return .tryNextMember("not the leader (\(why))")
     // Cut off from the quorum, or a stale leader: another member may get it through.

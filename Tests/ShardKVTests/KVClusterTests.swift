@@ -272,6 +272,24 @@ final class KVClusterTests: XCTestCase {
     await cluster.shutdown()
   }
 
+  /// Every member names itself in its answers (`served_by`, the leader for a write), so a
+  /// clerk that reached the leader through a follower goes to the leader from then on.
+  func testClerkGoesStraightToTheLeaderAfterOneForwardedRequest() async throws {
+    let cluster = KVTestCluster(size: 3, seed: 13)
+    try await cluster.startAll()
+    addTeardownBlock { await cluster.shutdown() }
+    let leader = try await cluster.waitForLeader()
+    let follower = (leader + 1) % 3
+    let transport = RecordingTransport(base: cluster.network.transport(for: "watched"))
+    let clerk = KVClerk(
+      servers: [follower, leader, (leader + 2) % 3].map { "s\($0):api" }, transport: transport)
+    try await clerk.put(Array("a".utf8), Array("1".utf8))
+    XCTAssertEqual(transport.destinations, ["s\(follower):api"], "the first request goes to a follower")
+    try await clerk.put(Array("b".utf8), Array("2".utf8))
+    try await clerk.append(Array("a".utf8), Array("2".utf8))
+    XCTAssertEqual(Array(transport.destinations.dropFirst()), ["s\(leader):api", "s\(leader):api"])
+  }
+
   // MARK: - 3A: partitions
 
   /// A majority makes progress, a minority none; the minority's operations complete after

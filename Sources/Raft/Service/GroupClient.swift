@@ -2,8 +2,10 @@ import Wire
 
 /// What one reply means to a client of a replicated group.
 public enum ReplyVerdict<Value: Sendable, Failure: Error>: Sendable {
-  /// The operation is complete.
-  case done(Value)
+  /// The operation is complete. `leader`, when a member of the current servers, is where the
+  /// session sends its next operation (the member that executed it, named in the reply), so a
+  /// client that reached the leader through a follower stops paying the extra hop.
+  case done(Value, leader: String? = nil)
   /// The group refused it for good; retrying cannot help.
   case refused(Failure)
   /// This member cannot serve it now (not the leader, cut off from the quorum, timed out):
@@ -120,7 +122,9 @@ public actor GroupClient {
         let bytes = try await transport.call(
           server, method: method, payload: payload, timeout: min(callTimeout, end - clock.now))
         switch await interpret(bytes, servers) {
-        case .done(let value): return .success(value)
+        case .done(let value, let leader):
+          if let leader, let index = servers.firstIndex(of: leader) { preferred = index }
+          return .success(value)
         case .refused(let failure): return .failure(failure)
         case .tryNextMember(let why):
           lastError = "\(server): \(why)"

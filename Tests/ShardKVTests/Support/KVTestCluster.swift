@@ -45,7 +45,7 @@ final class KVTestCluster: @unchecked Sendable {
 
   func start(_ i: Int) async throws {
     let db = try openDatabase(i)
-    let stateMachine = try KVStateMachine(db: db)
+    let stateMachine = try KVStateMachine(db: db, options: .init(apiAddress: "s\(i):api"))
     let transport = network.transport(for: name(i))
     var logger = Logger(label: "kvtest")
     logger.logLevel = .error
@@ -199,4 +199,27 @@ final class History: Sendable {
         file: file, line: line)
     }
   }
+}
+
+/// A transport that records where each call goes, then makes it through `base`.
+final class RecordingTransport: Transport {
+  private let base: any Transport
+  private let log = Mutex<[String]>([])
+
+  init(base: any Transport) { self.base = base }
+
+  var destinations: [String] { log.withLock { $0 } }
+
+  func call(
+    _ peer: String, method: String, payload: [UInt8], timeout: Duration
+  ) async throws(RPCError) -> [UInt8] {
+    log.withLock { $0.append(peer) }
+    return try await base.call(peer, method: method, payload: payload, timeout: timeout)
+  }
+
+  func listen(on address: String, handlers: RPCHandlers) async throws(RPCError) -> any TransportListener {
+    try await base.listen(on: address, handlers: handlers)
+  }
+
+  func shutdown() async { await base.shutdown() }
 }
