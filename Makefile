@@ -27,8 +27,10 @@ lint:
 format:
 	swift format -i -r Package.swift $$(git ls-files -- "Sources/*.swift" "Tests/*.swift" | grep -v /Generated/)
 
+# A whole sharded cluster from a cluster file: make run [CONFIG=configs/tiny.toml]
+CONFIG ?= configs/local.toml
 run: deps
-	scripts/run-local.sh
+	scripts/run-local.sh $(CONFIG)
 
 proto:
 	scripts/gen-proto.sh

@@ -15,6 +15,7 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
     .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
     .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+    .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
   ],
   targets: [
     // C module maps over the system headers (librocksdb-dev, libzstd-dev).
@@ -77,10 +78,12 @@ let package = Package(
         .product(name: "Logging", package: "swift-log"),
       ]
     ),
+    // Cluster files (TOML): parsing, checking, and the kvd flags each node gets.
+    .target(name: "ClusterConfig", dependencies: [.product(name: "TOMLKit", package: "TOMLKit")]),
     .executableTarget(
       name: "kvd",
       dependencies: [
-        "Router", "ShardKV", "ShardCtrler", "Raft", "Wire", "Storage",
+        "Router", "ShardKV", "ShardCtrler", "Raft", "Wire", "Storage", "ClusterConfig",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
       ],
@@ -89,7 +92,7 @@ let package = Package(
     .executableTarget(
       name: "kvctl",
       dependencies: [
-        "Router", "ShardKV", "ShardCtrler", "Raft", "Wire",
+        "Router", "ShardKV", "ShardCtrler", "Raft", "Wire", "ClusterConfig",
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -111,6 +114,7 @@ let package = Package(
     .executableTarget(name: "RESPFuzz", dependencies: ["RESP"], path: "Sources/Fuzz/RESPFuzz"),
     .testTarget(name: "SeededTests", dependencies: ["Seeded"]),
     .testTarget(name: "RESPTests", dependencies: ["RESP"]),
+    .testTarget(name: "ClusterConfigTests", dependencies: ["ClusterConfig"]),
     .testTarget(name: "StorageTests", dependencies: ["Storage"]),
     .testTarget(name: "WireTests", dependencies: ["Wire"]),
     .testTarget(name: "RaftTests", dependencies: ["Raft"]),

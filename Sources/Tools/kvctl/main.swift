@@ -53,8 +53,21 @@ let usage = """
                        configuration NUM (default: the latest) as a table, or with --json
                        as one line {"num":N,"shards":[GID,...],"groups":{"GID":["ADDR",...]}}
 
+  cluster commands (no -a: FILE names every node; default configs/local.toml):
+    cluster up [FILE]  start every node of FILE on this machine (logs and data under its data
+                       directory), register its groups, wait until a write and a read through
+                       the router succeed; the last lines are "Router:<TAB>ADDR" and
+                       "RESP:<TAB>ADDR". On a running cluster it changes nothing; on a
+                       stopped one it restarts the nodes on their data
+    cluster status [FILE] [--json]
+                       one line per node (role, group, pid, up/down, leader, applied index)
+                       and the shards each group holds
+    cluster down [FILE] [--purge]
+                       stop every node (SIGTERM, SIGKILL after 10 s); --purge also removes
+                       the data
+
   options:
-    -a, --addr ADDR    the node to talk to (required)
+    -a, --addr ADDR    the node to talk to (required, but for cluster commands)
     --timeout SECONDS  give up after this long (default 10)
     --json             machine-readable output (status, config, shards)
     -h, --help         this text
@@ -134,6 +147,7 @@ func run(_ invocation: Invocation) async throws(Failure) -> Int32 {
     print(usage)
     return invocation.words.isEmpty ? 2 : 0
   }
+  if verb == "cluster" { return try await runClusterCommand(invocation) }
   guard let address = invocation.address else { throw Failure(message: "-a ADDR is required", status: 2) }
   do {
     _ = try PeerAddress(parsing: address)
@@ -240,6 +254,33 @@ func run(_ invocation: Invocation) async throws(Failure) -> Int32 {
     throw Failure(message: "\(error)")
   }
   return 0
+}
+
+/// `cluster up|status|down [FILE]` (no -a: the file names every node).
+func runClusterCommand(_ invocation: Invocation) async throws(Failure) -> Int32 {
+  var words = Array(invocation.words.dropFirst())
+  let purge = words.contains("--purge")
+  words.removeAll { $0 == "--purge" }
+  guard let action = words.first, ["up", "status", "down"].contains(action), words.count <= 2 else {
+    throw Failure(
+      message: "cluster takes up|status|down [FILE] (default \(ClusterCommands.defaultFile))", status: 2)
+  }
+  if purge && action != "down" { throw Failure(message: "--purge goes with cluster down", status: 2) }
+  let transport = TCPTransport()
+  defer { Task { await transport.shutdown() } }
+  do {
+    let cluster = try ClusterCommands(
+      path: words.count == 2 ? words[1] : ClusterCommands.defaultFile, transport: transport)
+    switch action {
+    case "up": return try await cluster.up()
+    case "status": return try await cluster.status(json: invocation.json)
+    default: return try await cluster.down(purge: purge)
+    }
+  } catch let error as Failure {
+    throw error
+  } catch {
+    throw Failure(message: "\(error)")
+  }
 }
 
 func number<T: FixedWidthInteger>(_ text: String, _ what: String, as: T.Type) throws(Failure) -> T {

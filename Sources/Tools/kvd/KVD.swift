@@ -1,4 +1,5 @@
 import ArgumentParser
+import ClusterConfig
 import Dispatch
 import Foundation
 import Logging
@@ -52,7 +53,13 @@ struct KVD: AsyncParsableCommand {
       """)
 
   @Option(name: [.customShort("a"), .customLong("api")], help: "API address HOST:PORT.")
-  var api: String
+  var api: String = ""
+
+  @Option(help: "Run the node --node names in this cluster file (TOML); other flags override the file's.")
+  var config: String?
+
+  @Option(help: "With --config: the node's name in the file.")
+  var node: String?
 
   @Option(name: [.customShort("p"), .customLong("peer")], help: "Peer address HOST:PORT (default: -c's).")
   var peer: String?
@@ -111,6 +118,11 @@ struct KVD: AsyncParsableCommand {
   private static let tickMs = 10
 
   func validate() throws {
+    if config != nil || node != nil {
+      guard config != nil, node != nil else { throw ValidationError("--config and --node go together") }
+      return  // checked once the file's flags are merged in (run)
+    }
+    guard !api.isEmpty else { throw ValidationError("-a API is required (or --config FILE --node NAME)") }
     _ = try parsed(api, "-a")
     if router {
       guard !controller, group == nil, peer == nil, peers == nil, cluster == nil, !bootstrapAlone else {
@@ -198,6 +210,29 @@ struct KVD: AsyncParsableCommand {
   }
 
   func run() async throws {
+    if let config, let node {
+      // The file's flags first, then the command line's: a repeated option takes its last value.
+      let file: ClusterFile
+      do {
+        file = try ClusterFile.load(path: config)
+      } catch {
+        Self.fail(error.description)
+      }
+      guard let derived = file.kvdArguments(for: node) else {
+        Self.fail(
+          "\(config): no node named \(node) (nodes: \(file.nodes.map(\.node.name).joined(separator: ", ")))")
+      }
+      var own = Array(CommandLine.arguments.dropFirst())
+      for flag in ["--config", "--node"] {
+        while let at = own.firstIndex(of: flag) { own.removeSubrange(at..<min(at + 2, own.count)) }
+      }
+      if file.node(named: node)?.role != .router {
+        try FileManager.default.createDirectory(atPath: file.dataDirectory, withIntermediateDirectories: true)
+      }
+      let merged = try KVD.parse(derived + own)
+      try await merged.run()
+      return
+    }
     let level = Logger.Level(rawValue: logLevel) ?? .info
     LoggingSystem.bootstrap { label in
       var handler = StreamLogHandler.standardError(label: label)

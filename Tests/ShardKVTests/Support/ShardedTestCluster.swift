@@ -58,7 +58,9 @@ final class ShardedTestCluster: @unchecked Sendable {
 
   private var raftOptions: RaftNodeOptions {
     var options = RaftNodeOptions()
-    options.tickInterval = .milliseconds(10)
+    // Elections after 200-400 ms of silence: fast, yet not set off by a loaded machine's
+    // scheduling delays (a dozen nodes share two cores).
+    options.tickInterval = .milliseconds(20)
     if let maxLogEntries {
       options.maxLogEntries = maxLogEntries
       options.retainedEntries = maxLogEntries / 4
@@ -106,7 +108,7 @@ final class ShardedTestCluster: @unchecked Sendable {
     clients += 1
     return ControllerClerk(
       servers: controllerAPIs, transport: network.transport(for: "admin\(clients)"), deadline: .seconds(30),
-      callTimeout: .milliseconds(500))
+      callTimeout: .milliseconds(1500))
   }
 
   func join(_ gids: [GroupID]) async throws {
