@@ -16,6 +16,8 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
     .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+    .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+    .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
   ],
   targets: [
     // C module maps over the system headers (librocksdb-dev, libzstd-dev).
@@ -47,6 +49,7 @@ let package = Package(
       name: "Raft",
       dependencies: [
         "Seeded", "Storage", "Wire",
+        .product(name: "CoreMetrics", package: "swift-metrics"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       ]
@@ -62,6 +65,7 @@ let package = Package(
       name: "ShardKV",
       dependencies: [
         "Raft", "ShardCtrler", "Storage", "Wire",
+        .product(name: "CoreMetrics", package: "swift-metrics"),
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       ]
     ),
@@ -72,6 +76,7 @@ let package = Package(
       name: "Router",
       dependencies: [
         "RESP", "ShardKV", "ShardCtrler", "Raft", "Wire",
+        .product(name: "CoreMetrics", package: "swift-metrics"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -85,6 +90,9 @@ let package = Package(
       dependencies: [
         "Router", "ShardKV", "ShardCtrler", "Raft", "Wire", "Storage", "ClusterConfig",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "CoreMetrics", package: "swift-metrics"),
+        .product(name: "Prometheus", package: "swift-prometheus"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
         .product(name: "Logging", package: "swift-log"),
       ],
       path: "Sources/Tools/kvd"

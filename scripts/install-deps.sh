@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine lacks to build and test ShardKV: the RocksDB and zstd
 # development packages (and pkg-config, which SwiftPM uses to find them), and redis-tools
-# (redis-cli, redis-benchmark) for the router's RESP tests. Does nothing when
+# (redis-cli, redis-benchmark) for the router's RESP tests, and Python's prometheus_client for
+# the metrics test. Does nothing when
 # they are present. Needs root (or sudo) only when something is missing.
 set -euo pipefail
 
@@ -18,6 +19,13 @@ command -v redis-benchmark >/dev/null 2>&1 || missing+=(redis-tools)
 for extra in "$@"; do
   dpkg -s "$extra" >/dev/null 2>&1 || missing+=("$extra")
 done
+
+# The metrics process test parses /metrics with the Prometheus project's own parser.
+if ! python3 -c "import prometheus_client" >/dev/null 2>&1; then
+  echo "install-deps: installing prometheus_client (PyPI)" >&2
+  python3 -m pip install -q prometheus_client >/dev/null 2>&1 \
+    || python3 -m pip install -q --break-system-packages prometheus_client >/dev/null
+fi
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -19,6 +19,7 @@ import TOMLKit
 /// name = "c1"
 /// api = "127.0.0.1:23001"
 /// peer = "127.0.0.1:22001"
+/// metrics = "127.0.0.1:29001"     # optional: Prometheus metrics at /metrics
 ///
 /// [[group]]
 /// id = 1
@@ -42,6 +43,8 @@ public struct ClusterFile: Hashable, Sendable {
     public var api: String
     /// Empty for a router.
     public var peer: String
+    /// Where the node serves Prometheus metrics (`--metrics`), if anywhere.
+    public var metrics: String?
     /// Routers only.
     public var resp: String?
   }
@@ -110,6 +113,7 @@ public struct ClusterFile: Hashable, Sendable {
       arguments = ["--router", "-a", node.api, "--controllers", controllerAPIs]
       if let resp = node.resp { arguments += ["--resp", resp] }
     }
+    if let metrics = node.metrics { arguments += ["--metrics", metrics] }
     if let value = timing.heartbeatMs { arguments += ["--heartbeat-ms", "\(value)"] }
     if let value = timing.electionMs { arguments += ["--election-ms", "\(value)"] }
     if let value = timing.failureMs { arguments += ["--failure-ms", "\(value)"] }

@@ -179,7 +179,9 @@ struct ClusterFileReader {
   private func node(
     _ table: TOMLTable, _ field: String, _ place: Place, router: Bool
   ) throws(ClusterFileError) -> ClusterFile.Node {
-    try onlyKnownKeys(table, router ? ["name", "api", "resp"] : ["name", "api", "peer"], field + ".", place)
+    try onlyKnownKeys(
+      table, router ? ["name", "api", "resp", "metrics"] : ["name", "api", "peer", "metrics"], field + ".",
+      place)
     guard let name = table["name"]?.string, !name.isEmpty, !name.contains("/") else {
       throw invalid("\(field).name", place, key: "name", "required: the node's name (no '/')")
     }
@@ -218,7 +220,7 @@ struct ClusterFileReader {
           path: path, line: firstLine(containing: "\"\(node.name)\""), field: "name",
           message: "node name \(node.name) is used twice")
       }
-      for address in [node.api, node.peer, node.resp ?? ""] where !address.isEmpty {
+      for address in [node.api, node.peer, node.metrics ?? "", node.resp ?? ""] where !address.isEmpty {
         if let other = addresses[address] {
           throw .invalid(
             path: path, line: firstLine(containing: "\"\(address)\""), field: "\(node.name)",

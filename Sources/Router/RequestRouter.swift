@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import Raft
 import ShardCtrler
@@ -83,6 +84,7 @@ public struct RequestRouter: Sendable {
         reply = try Shardkv_KvReply(serializedBytes: bytes)
       } catch {
         lastError = "shard \(owner.shard) (group \(owner.group)): \(target): \(error)"
+        Self.retry("unreachable")
         leaders.demote(owner.group, target, unreachable: true)
         attempt += 1
         // Every member failed in turn: the group may have left; re-read the configuration.
@@ -96,18 +98,21 @@ public struct RequestRouter: Sendable {
         leaders.remember(owner.group, leader: reply.servedBy.isEmpty ? target : reply.servedBy)
         return reply
       case .wrongLeader, .timeout:
+        Self.retry(reply.error == .timeout ? "timeout" : "wrong_leader")
         lastError = "shard \(owner.shard) (group \(owner.group)): \(target): \(why)"
         leaders.demote(owner.group, target, unreachable: false)
         attempt += 1
         if attempt % order.count != 0 { continue }
         await pause(&backoff, until: end)
       case .wrongGroup:
+        Self.retry("wrong_group")
         lastError = "shard \(owner.shard): \(why)"
         let before = await routing.configuration?.num
         let after = await routing.refresh()?.num
         attempt = 0
         if after == before { await pause(&backoff, until: end) }
       case .shardNotReady, .UNRECOGNIZED:
+        Self.retry("shard_not_ready")
         lastError = "shard \(owner.shard) (group \(owner.group)): \(why)"
         await pause(&backoff, until: end)
       }
@@ -115,6 +120,12 @@ public struct RequestRouter: Sendable {
     var reply = Self.reply(.timeout, "the cluster did not complete the request in time: \(lastError)")
     reply.configNum = await routing.configuration?.num ?? 0
     return reply
+  }
+
+  private static let forwards = Counter(label: "shardkv_router_forwards_total")
+
+  private static func retry(_ reason: String) {
+    Counter(label: "shardkv_router_retries_total", dimensions: [("reason", reason)]).increment()
   }
 
   private func pause(_ backoff: inout Duration, until end: ContinuousClock.Instant) async {

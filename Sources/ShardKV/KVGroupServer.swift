@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import Raft
 import ShardCtrler
@@ -70,6 +71,13 @@ public struct KVGroupServer: Sendable {
   // MARK: - Client operations
 
   func handleRequest(_ payload: [UInt8], forwarded: Bool) async throws -> [UInt8] {
+    let started = ContinuousClock.now
+    let reply = try await execute(payload, forwarded: forwarded)
+    if !forwarded { KVMetrics.record(request: payload, reply: reply, since: started) }
+    return reply
+  }
+
+  private func execute(_ payload: [UInt8], forwarded: Bool) async throws -> [UInt8] {
     guard let request = try? Shardkv_KvRequest(serializedBytes: payload) else {
       return try KVStateMachine.reply(.invalidArgument, "malformed request").serializedBytes()
     }
@@ -255,5 +263,38 @@ public struct KVGroupServer: Sendable {
   /// without spaces, at most 255 bytes.
   public static func isAddress(_ text: String) -> Bool {
     !text.isEmpty && text.utf8.count <= 255 && text.contains(":") && !text.contains(where: \.isWhitespace)
+  }
+}
+
+/// Client operations as a member counts them: by kind and result, and their latency.
+enum KVMetrics {
+  static func record(request: [UInt8], reply: [UInt8], since started: ContinuousClock.Instant) {
+    let op = (try? Shardkv_KvRequest(serializedBytes: request)).map { name($0.op) } ?? "malformed"
+    let result = (try? Shardkv_KvReply(serializedBytes: reply)).map { name($0.error) } ?? "malformed"
+    Counter(label: "shardkv_kv_requests_total", dimensions: [("op", op), ("result", result)]).increment()
+    Timer(label: "shardkv_kv_request_seconds", dimensions: [("op", op)]).record(since: started)
+  }
+
+  static func name(_ op: Shardkv_KvOp) -> String {
+    switch op {
+    case .get: "get"
+    case .put: "put"
+    case .append: "append"
+    case .delete: "delete"
+    case .unspecified, .UNRECOGNIZED: "unknown"
+    }
+  }
+
+  static func name(_ error: Shardkv_KvError) -> String {
+    switch error {
+    case .ok: "ok"
+    case .noKey: "no_key"
+    case .wrongLeader: "wrong_leader"
+    case .wrongGroup: "wrong_group"
+    case .shardNotReady: "shard_not_ready"
+    case .timeout: "timeout"
+    case .invalidArgument: "invalid_argument"
+    case .UNRECOGNIZED: "unknown"
+    }
   }
 }

@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import Logging
 import Raft
@@ -43,6 +44,12 @@ public actor ShardMigration {
   private let options: Options
   private let logger: Logger
 
+  private static let owned = Gauge(label: "shardkv_shards_owned")
+  private static let pulling = Gauge(label: "shardkv_shards_pulling")
+  private static let handingOff = Gauge(label: "shardkv_shards_handing_off")
+  /// Uncompressed bytes of the pages this group installed.
+  private static let bytesMoved = Counter(label: "shardkv_shard_bytes_moved_total")
+
   private var loop: Task<Void, Never>?
   private var pulls: [Int: Task<Void, Never>] = [:]
   private var collections: [Int: Task<Void, Never>] = [:]
@@ -82,8 +89,11 @@ public actor ShardMigration {
   }
 
   private func step() async {
-    guard await node.isLeader else { return }
     let table = stateMachine.shardTable
+    Self.owned.record(table.holdings.values.count { $0.phase == .serving })
+    Self.pulling.record(table.pulling.count)
+    Self.handingOff.record(table.handingOff.count)
+    guard await node.isLeader else { return }
     for shard in table.pulling where pulls[shard] == nil {
       pulls[shard] = Task {
         await self.pull(shard)
@@ -155,6 +165,7 @@ public actor ShardMigration {
       command.installShard.page = reply.page
       command.installShard.last = reply.last
       if await propose(command) {
+        Self.bytesMoved.increment(by: reply.page.count)
         if reply.last {
           logger.info(
             "shard \(shard) installed from group \(from)", metadata: ["config": "\(holding.configNum)"])

@@ -190,16 +190,19 @@ final class ProcessCluster {
     finish(try launch(args, watchdog: watchdog))
   }
 
-  /// Runs another program (redis-cli, redis-benchmark) found on the PATH's usual places.
+  /// Runs another program (redis-cli, redis-benchmark, python3), found on the PATH as a shell
+  /// would (so python3 is the one scripts/install-deps.sh installed packages for).
   static func tool(_ name: String, _ args: [String], watchdog: Duration = .seconds(120)) throws -> Output {
+    let path = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":")
     guard
-      let path = ["/usr/bin/", "/usr/local/bin/", "/bin/"].map({ $0 + name }).first(where: {
-        FileManager.default.isExecutableFile(atPath: $0)
-      })
+      let found = (path.map(String.init) + ["/usr/bin", "/usr/local/bin"]).map({ $0 + "/" + name }).first(
+        where: {
+          FileManager.default.isExecutableFile(atPath: $0)
+        })
     else {
       throw ProcessTestFailure(description: "\(name) is not installed (scripts/install-deps.sh installs it)")
     }
-    return finish(try launch(args, watchdog: watchdog, executable: URL(fileURLWithPath: path)))
+    return finish(try launch(args, watchdog: watchdog, executable: URL(fileURLWithPath: found)))
   }
 
   /// Runs these kvctl invocations, up to `parallel` at a time, and returns their outputs in the

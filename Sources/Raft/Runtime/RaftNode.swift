@@ -36,6 +36,7 @@ public actor RaftNode {
   private let logger: Logger
   private let io: IOQueue
   private let snapshotIO: IOQueue
+  private let metrics = RaftMetrics()
 
   private var tickTask: Task<Void, Never>?
   private var processing = false
@@ -179,6 +180,7 @@ public actor RaftNode {
     } catch {
       throw RaftNodeError(error)
     }
+    metrics.proposals.increment()
     scheduleProcessing()
     return try await waitForApply(index: index, term: core.term, timeout: timeout)
   }
@@ -274,7 +276,10 @@ public actor RaftNode {
   /// Steps messages that arrived from a peer.
   public func receive(_ messages: [Message]) {
     guard !stopped else { return }
-    for message in messages { core.step(message) }
+    for message in messages {
+      metrics.received(message.kind).increment()
+      core.step(message)
+    }
     scheduleProcessing()
   }
 
@@ -321,6 +326,10 @@ public actor RaftNode {
   private func tick() {
     guard !stopped else { return }
     core.tick()
+    metrics.term.record(core.term)
+    metrics.commitIndex.record(core.commitIndex)
+    metrics.appliedIndex.record(applied)
+    metrics.isLeader.record(core.role == .leader ? 1 : 0)
     expireWaiters()
     scheduleProcessing()
   }
@@ -365,14 +374,20 @@ public actor RaftNode {
       }
       applied = metadata.index
       installedSnapshots += 1
+      metrics.snapshotsInstalled.increment()
       logger.info("installed snapshot", metadata: ["index": "\(metadata.index)"])
     }
     if ready.hardState != nil || !ready.entries.isEmpty {
       let hardState = ready.hardState
       let entries = ready.entries
+      let started = ContinuousClock.now
       try await io.run { try storage.save(hardState: hardState, entries: entries, sync: true) }
+      metrics.fsync.record(since: started)
     }
-    for message in ready.messages { enqueue(message) }
+    for message in ready.messages {
+      metrics.sent(message.kind).increment()
+      enqueue(message)
+    }
     if !ready.committedEntries.isEmpty {
       let entries = ready.committedEntries
       let results = try await io.run { try stateMachine.apply(entries) }
@@ -386,6 +401,7 @@ public actor RaftNode {
         }
       }
       if let last = entries.last { applied = last.index }
+      metrics.appliedEntries.increment(by: entries.count)
     }
     for read in ready.readStates {
       guard let readID = BigEndian.uint64(from: read.context),
@@ -510,6 +526,7 @@ public actor RaftNode {
         sequence += 1
       }
       logger.info("sent snapshot", metadata: ["peer": "\(peer)", "index": "\(metadata.index)"])
+      metrics.snapshotsSent.increment()
       core.reportSnapshot(to: peer, succeeded: true)
     } catch {
       logger.warning("snapshot transfer failed", metadata: ["peer": "\(peer)", "error": "\(error)"])

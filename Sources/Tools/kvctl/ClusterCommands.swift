@@ -160,7 +160,7 @@ struct ClusterCommands {
   func status(json: Bool) async throws -> Int32 {
     var rows: [[String: Any]] = []
     for (node, role) in file.nodes {
-      var row: [String: Any] = ["name": node.name, "api": node.api]
+      var row: [String: Any] = ["name": node.name, "api": node.api, "metrics": node.metrics ?? NSNull()]
       switch role {
       case .controller: row["role"] = "controller"
       case .member(let gid):
@@ -198,16 +198,18 @@ struct ClusterCommands {
       print(String(decoding: data, as: UTF8.self))
     } else {
       print("Cluster:\t\(file.name) (\(path))")
-      print("NAME\tROLE\tGROUP\tPID\tSTATE\tLEADER\tAPPLIED\tAPI")
+      print("NAME\tROLE\tGROUP\tPID\tSTATE\tLEADER\tAPPLIED\tAPI\tMETRICS")
       for row in rows {
         let group = (row["group"] as? UInt64).map { "\($0)" } ?? "-"
         let pid = (row["pid"] as? Int).map { "\($0)" } ?? "-"
         let state = (row["up"] as? Bool) == true ? "up" : "down"
         let leader = (row["leader"] as? String).map { $0.isEmpty ? "none" : $0 } ?? "-"
         let applied = (row["applied"] as? UInt64).map { "\($0)" } ?? "-"
-        print(
-          "\(row["name"] ?? "")\t\(row["role"] ?? "")\t\(group)\t\(pid)\t\(state)\t\(leader)\t\(applied)\t\(row["api"] ?? "")"
-        )
+        let metrics = (row["metrics"] as? String) ?? "-"
+        let name = row["name"] as? String ?? ""
+        let role = row["role"] as? String ?? ""
+        let api = row["api"] as? String ?? ""
+        print("\(name)\t\(role)\t\(group)\t\(pid)\t\(state)\t\(leader)\t\(applied)\t\(api)\t\(metrics)")
       }
       if let configNum {
         let shares = balance.keys.sorted().map { "group \($0): \(balance[$0] ?? 0)" }.joined(separator: ", ")

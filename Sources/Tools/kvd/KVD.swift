@@ -3,6 +3,7 @@ import ClusterConfig
 import Dispatch
 import Foundation
 import Logging
+import NIOCore
 import Raft
 import ShardCtrler
 import ShardKV
@@ -112,6 +113,9 @@ struct KVD: AsyncParsableCommand {
   @Option(help: "Largest value in bytes.")
   var maxValueBytes = 1 << 20
 
+  @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics.")
+  var metrics: String?
+
   @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
   var logLevel = "info"
 
@@ -183,6 +187,7 @@ struct KVD: AsyncParsableCommand {
           + "--failure-ms ≥ --heartbeat-ms (all counted in \(Self.tickMs) ms ticks)")
     }
     guard maxKeyBytes > 0, maxValueBytes >= 0 else { throw ValidationError("limits must be positive") }
+    if let metrics { _ = try parsed(metrics, "--metrics") }
     guard Logger.Level(rawValue: logLevel) != nil else {
       throw ValidationError("unknown --log-level \(logLevel)")
     }
@@ -240,6 +245,17 @@ struct KVD: AsyncParsableCommand {
       return handler
     }
     let logger = Logger(label: "kvd")
+    var metricsChannel: (any Channel)?
+    if let metrics {
+      do {
+        let address = try PeerAddress(parsing: metrics)
+        metricsChannel = try await MetricsEndpoint.start(host: address.host, port: address.port)
+        logger.info("metrics at http://\(metrics)/metrics")
+      } catch {
+        Self.fail("cannot serve metrics on \(metrics): \(error)")
+      }
+    }
+    defer { if let metricsChannel { metricsChannel.close(promise: nil) } }
     if router {
       await runRouter(logger: logger)
       return
