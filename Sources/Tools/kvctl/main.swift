@@ -237,6 +237,8 @@ func run(_ invocation: Invocation) async throws(Failure) -> Int32 {
         transport, address, KVMethod.shards, Shardkv_ShardsRequest(), timeout: timeout,
         as: Shardkv_ShardsReply.self)
       print(invocation.json ? ShardsFormat.json(reply) : ShardsFormat.table(reply))
+    case "rebalance":
+      return try await runRebalance(words, address: address, transport: transport, timeout: timeout)
     case "group", "shard", "config":
       let controller = ControllerClerk(servers: [address], transport: transport, deadline: timeout)
       try await runControllerCommand(
