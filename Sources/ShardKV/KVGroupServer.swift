@@ -38,6 +38,8 @@ public struct KVGroupServer: Sendable {
   public var requestTimeout: Duration = .seconds(5)
   /// `leader`, `dropped`, `status`, `join` and `remove`.
   public var nodeCommands: NodeCommandService
+  /// The controller's view, for `locate`.
+  let routing: ShardRouting
 
   public init(node: RaftNode, stateMachine: KVStateMachine, peers: any Transport) {
     self.node = node
@@ -45,6 +47,7 @@ public struct KVGroupServer: Sendable {
     self.peers = peers
     nodeCommands = NodeCommandService(node: node, peers: peers, service: "kv")
     nodeCommands.groupID = stateMachine.options.group
+    routing = ShardRouting(controllers: stateMachine.options.controllers, transport: peers)
   }
 
   /// The methods of the API address.
@@ -52,7 +55,7 @@ public struct KVGroupServer: Sendable {
     let server = self
     handlers.register(KVMethod.request) { try await server.handleRequest($0, forwarded: false) }
     handlers.register(KVMethod.directGet) { try server.directGet($0) }
-    handlers.register(KVMethod.locate) { try server.locate($0) }
+    handlers.register(KVMethod.locate) { try await server.locate($0) }
     handlers.register(KVMethod.shards) { _ in try server.stateMachine.shardsReport().serializedBytes() }
     handlers.register(KVMethod.pullShard) { try server.pullShard($0) }
     handlers.register(KVMethod.shardInstalled) { try server.shardInstalled($0) }
@@ -150,7 +153,9 @@ public struct KVGroupServer: Sendable {
   }
 
   /// The key's shard and its owner in this node's latest configuration.
-  func locate(_ payload: [UInt8]) throws -> [UInt8] {
+  /// Answered from the controller's latest configuration (this member's own may lag behind it
+  /// by a poll), or from this member's when the controller does not answer.
+  func locate(_ payload: [UInt8]) async throws -> [UInt8] {
     var reply = Shardkv_LocateReply()
     guard let request = try? Shardkv_LocateRequest(serializedBytes: payload) else {
       reply.error = .invalidArgument
@@ -164,6 +169,15 @@ public struct KVGroupServer: Sendable {
       return try reply.serializedBytes()
     }
     let table = stateMachine.shardTable
+    if !table.isStandalone, let latest = await routing.refresh(), latest.num >= table.config.num,
+      let owner = await routing.owner(of: key)
+    {
+      reply.shard = UInt32(owner.shard)
+      reply.group = owner.group
+      reply.configNum = latest.num
+      reply.shardCount = UInt32(latest.shardCount)
+      return try reply.serializedBytes()
+    }
     guard let map = table.shardMap else {
       reply.error = .wrongGroup
       reply.message = "group \(table.group) has no configuration yet"

@@ -77,6 +77,8 @@ final class ShardedClusterProcessTests: XCTestCase {
     let controllers = cluster.roles[0]
     let left = try cluster.kvctl(controllers[1], "group", "leave", "1", timeout: 15)
     try requireOK(left, "group leave 1", cluster, logsOf: controllers)
+    XCTAssertTrue(
+      left.stderr.contains("group 1 holds nothing"), "the leave waits for the drain: \(left.summary)")
     try put(cluster, 250..<265, through: members)
     let leader3 = try leader(cluster, of: cluster.roles[3])
     cluster.kill9(leader3)

@@ -40,6 +40,9 @@ public actor GroupClient {
   private let callTimeout: Duration
   private var sequence: UInt64 = 0
   private var preferred = 0
+  /// The member that answered last in each server list used before (a sharded client switches
+  /// lists as its keys' groups change, and should come back to each group's leader).
+  private var preferredByServers: [[String]: Int] = [:]
   /// Whether an operation is under way, and the callers queued behind it.
   private var busy = false
   private var queued: [CheckedContinuation<Void, Never>] = []
@@ -57,6 +60,13 @@ public actor GroupClient {
     self.deadline = deadline
     self.callTimeout = callTimeout
     self.clientID = clientID
+  }
+
+  /// Moves to another server list, starting at the member that last answered there.
+  private func switchServers(to others: [String]) {
+    preferredByServers[servers] = preferred
+    servers = others
+    preferred = preferredByServers[others] ?? 0
   }
 
   /// Runs one operation once every earlier one has finished.
@@ -112,10 +122,7 @@ public actor GroupClient {
     // The last reason a server gave: more telling than a later call that merely timed out.
     var lastAnswer: String?
     var redirects = 0
-    if let route, !route.isEmpty, route != servers {
-      servers = route
-      preferred = 0
-    }
+    if let route, !route.isEmpty, route != servers { switchServers(to: route) }
     while clock.now < end {
       let server = servers[preferred % servers.count]
       do {
@@ -137,8 +144,7 @@ public actor GroupClient {
           lastError = "\(server): \(why)"
           lastAnswer = lastError
           if !others.isEmpty && others != servers {
-            servers = others
-            preferred = 0
+            switchServers(to: others)
             // Follow the first few redirects at once; servers that keep sending each other
             // the request (configurations in flux) wait out the backoff.
             redirects += 1
@@ -154,8 +160,7 @@ public actor GroupClient {
         if preferred % servers.count == 0, let reroute, let others = await reroute(),
           !others.isEmpty, others != servers
         {
-          servers = others
-          preferred = 0
+          switchServers(to: others)
         }
       }
       try? await Task.sleep(for: min(backoff, max(.zero, end - clock.now)))

@@ -46,12 +46,25 @@ let usage = """
                        prints OK. A member that answers as part of another group, as a
                        standalone store or as a controller is refused; one that does not
                        answer yet is accepted with a warning
-    group leave GID    remove group GID, giving its shards to the others; prints OK
+    group leave GID [--no-wait]
+                       remove group GID, giving its shards to the others; shows the drain
+                       on stderr until the group holds nothing, then prints OK
+    migrations         (ADDR: a router or controller) each shard in motion: from, to,
+                       pulling or handing off, keys and bytes
     shard move SHARD GID
                        give SHARD to group GID (no rebalance); prints OK
     config [NUM] [--json]
                        configuration NUM (default: the latest) as a table, or with --json
                        as one line {"num":N,"shards":[GID,...],"groups":{"GID":["ADDR",...]}}
+    rebalance [--dry-run] [--by count|size] [--max-concurrent N] [--rate MB/s]
+              [--threshold PCT] [--yes]
+                       (ADDR: a router or controller) move shards through the controller
+                       until every group holds ⌊S/G⌋ or ⌈S/G⌉ shards (--by count, the
+                       default) or stores within PCT% (default 5) of the mean bytes (--by
+                       size); prints the plan, asks "Proceed? [y/N]" unless --yes; at most
+                       N moves in flight (default 1); --rate only paces when moves start,
+                       the migration itself is not throttled server-side; Ctrl-C finishes
+                       the moves in flight and exits 130
 
   cluster commands (no -a: FILE names every node; default configs/local.toml):
     cluster up [FILE]  start every node of FILE on this machine (logs and data under its data
@@ -239,6 +252,12 @@ func run(_ invocation: Invocation) async throws(Failure) -> Int32 {
       print(invocation.json ? ShardsFormat.json(reply) : ShardsFormat.table(reply))
     case "rebalance":
       return try await runRebalance(words, address: address, transport: transport, timeout: timeout)
+    case "migrations":
+      _ = try arguments(words)
+      return try await Migrations.list(
+        through: ControllerClerk(servers: [address], transport: transport, deadline: timeout),
+        transport: transport,
+        timeout: timeout)
     case "group", "shard", "config":
       let controller = ControllerClerk(servers: [address], transport: transport, deadline: timeout)
       try await runControllerCommand(
@@ -369,8 +388,18 @@ func runControllerCommand(
     try await clerk.join([gid: members])
     print("OK")
   case ("group", "leave"):
-    let args = try arguments(Array(words.dropFirst()), "GID")
-    try await clerk.leave([try number(args[0], "GID", as: GroupID.self)])
+    var rest = Array(words.dropFirst())
+    let wait = !rest.contains("--no-wait")
+    rest.removeAll { $0 == "--no-wait" }
+    let args = try arguments(rest, "GID")
+    let gid = try number(args[0], "GID", as: GroupID.self)
+    let members = try await clerk.query().groups[gid] ?? []
+    try await clerk.leave([gid])
+    // The leave is recorded; its shards now move. Wait for the drain unless asked not to
+    // (progress on stderr; stdout stays the bare OK scripts expect).
+    if wait && !members.isEmpty {
+      _ = await Migrations.drain(gid, members: members, transport: transport, timeout: invocation.timeout)
+    }
     print("OK")
   case ("shard", "move"):
     let args = try arguments(Array(words.dropFirst()), "SHARD", "GID")
