@@ -43,3 +43,9 @@ clean:
 .PHONY: bench-kv
 bench-kv: deps
 	scripts/bench-kv.sh
+
+# A 200 MB shard moved between two three-node groups on loopback, with the latency of the other
+# shards' gets and puts during the move; figures in BENCHMARKS.md ("Shard migration (issue 8)").
+.PHONY: bench-migration
+bench-migration: deps
+	scripts/bench-migration.sh

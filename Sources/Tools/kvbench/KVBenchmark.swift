@@ -27,6 +27,18 @@ struct KVBenchmark: AsyncParsableCommand {
       requests over the phase's wall time (until the last request in flight has returned).
 
       Keys are the decimal key number, zero-padded to --key-size bytes; values are random bytes.
+
+      Sharded clusters: with --controllers the clerks route every key by the shard \
+      controller's configuration (--servers may then be any members, of any groups), and no \
+      leader is probed for. --hash-tag T puts every key in T's shard (keys `{T}:NUMBER`); \
+      --exclude-shards skips keys of the given shards (the key number is kept, its digits \
+      shifted), so the load stays off a shard that is being moved.
+
+      Other phases (--ops): `load` writes --load-mb MiB of values as fast as --clients \
+      allow, each put a new key with fresh random bytes (so shard pages do not compress), \
+      and reports MiB/s; `mixed` runs gets (--read-percent) and puts together for --seconds and \
+      reports each. --samples FILE appends every request (phase, op, start time, latency) for \
+      analysis of a time window; --stop-file ends a timed phase early once that file exists.
       """)
 
   @Option(
@@ -37,16 +49,20 @@ struct KVBenchmark: AsyncParsableCommand {
   @Option(help: "Concurrent clients, comma-separated; one run per count.")
   var clients = "1,16,128"
 
-  @Option(help: "Bytes per key (1-4096; the group's default limit is 4096).")
+  @Option(help: "Bytes per key (1-4096; the group's default limit is 4096), prefix included.")
   var keySize = 16
 
   @Option(help: "Bytes per value (the group's default limit is 1 MiB).")
   var valueSize = 128
 
-  @Option(help: "Seconds each phase (puts, then gets) runs at each client count.")
+  @Option(help: "Seconds each timed phase (put, get, mixed) runs at each client count.")
   var seconds = 5
 
-  @Option(help: "Phases to run, comma-separated: put, get (get reads keys that put wrote).")
+  @Option(
+    help: """
+      Phases to run, comma-separated, in this order: load (--load-mb of fresh values), put, \
+      get (reads keys written before), mixed (gets and puts at once).
+      """)
   var ops = "put,get"
 
   @Option(help: "Cap on requests per second across all clients; 0 for none.")
@@ -65,27 +81,70 @@ struct KVBenchmark: AsyncParsableCommand {
   @Option(help: "Seconds to wait for the group to answer and to have a leader before giving up.")
   var connectTimeout = 5.0
 
+  @Option(
+    help: ArgumentHelp(
+      "The shard controller's API addresses, comma-separated: clerks route each key by its "
+        + "configuration (sharded clusters).", valueName: "addresses"))
+  var controllers: String?
+
+  @Option(
+    help: ArgumentHelp("Prefix every key with these bytes (counted in --key-size).", valueName: "prefix"))
+  var keyPrefix: String?
+
+  @Option(
+    help: ArgumentHelp("Every key is {TAG}:NUMBER, so all of them share TAG's shard.", valueName: "tag"))
+  var hashTag: String?
+
+  @Option(
+    help: ArgumentHelp(
+      "Skip keys of these shards, comma-separated (needs --controllers, for the shard count).",
+      valueName: "shards"))
+  var excludeShards: String?
+
+  @Option(help: "MiB of values the load phase writes.")
+  var loadMb = 200
+
+  @Option(help: "Percentage of the mixed phase's requests that are gets.")
+  var readPercent = 50
+
+  @Option(help: ArgumentHelp("Append every request to this file: PHASE OP START_UNIX_US LATENCY_US OK."))
+  var samples: String?
+
+  @Option(help: ArgumentHelp("End a timed phase early once this file exists.", valueName: "path"))
+  var stopFile: String?
+
   enum Target: String, ExpressibleByArgument, CaseIterable {
     case leader
     case spread
   }
 
-  enum Phase: String {
+  enum Phase: String, CaseIterable {
+    case load
     case put
     case get
+    case mixed
   }
 
   func validate() throws {
     guard !serverList.isEmpty else { throw ValidationError("--servers is empty") }
-    for server in serverList {
+    for server in serverList + controllerList {
       guard (try? PeerAddress(parsing: server)) != nil else {
-        throw ValidationError("--servers: '\(server)' is not HOST:PORT")
+        throw ValidationError("--servers and --controllers: '\(server)' is not HOST:PORT")
       }
     }
     guard let counts = clientCounts, !counts.isEmpty, counts.allSatisfy({ $0 > 0 }) else {
       throw ValidationError("--clients must be a comma-separated list of positive numbers")
     }
     guard (1...4096).contains(keySize) else { throw ValidationError("--key-size must be 1 to 4096") }
+    if keyPrefix != nil && hashTag != nil {
+      throw ValidationError("--key-prefix and --hash-tag exclude each other")
+    }
+    if let tag = hashTag, tag.isEmpty || tag.contains("}") {
+      throw ValidationError("--hash-tag must be non-empty and without '}'")
+    }
+    guard prefix.count < keySize else {
+      throw ValidationError("--key-size must leave room for at least one digit after the key prefix")
+    }
     guard valueSize >= 0 else { throw ValidationError("--value-size must not be negative") }
     guard seconds > 0 else { throw ValidationError("--seconds must be positive") }
     guard rate >= 0 else { throw ValidationError("--rate must not be negative") }
@@ -93,15 +152,33 @@ struct KVBenchmark: AsyncParsableCommand {
       throw ValidationError("--op-timeout and --connect-timeout must be positive")
     }
     guard let phases, !phases.isEmpty else {
-      throw ValidationError("--ops must be put, get or put,get")
+      throw ValidationError("--ops must name phases among load, put, get, mixed")
     }
     if phases.contains(.get) && !phases.contains(.put) {
       throw ValidationError("--ops get needs put too: gets read the keys the put phase wrote")
     }
+    if phases.contains(.load) {
+      guard loadMb > 0, valueSize > 0 else {
+        throw ValidationError("the load phase needs a positive --load-mb and --value-size")
+      }
+    }
+    guard (0...100).contains(readPercent) else { throw ValidationError("--read-percent must be 0 to 100") }
+    if let excludeShards {
+      guard !controllerList.isEmpty else { throw ValidationError("--exclude-shards needs --controllers") }
+      guard let excluded, !excluded.isEmpty else {
+        throw ValidationError("--exclude-shards: '\(excludeShards)' is not a list of shard numbers")
+      }
+      guard keySize - prefix.count >= 8 else {
+        throw ValidationError("--exclude-shards needs at least 8 key digits (raise --key-size)")
+      }
+    }
   }
 
-  private var serverList: [String] {
-    servers.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+  private var serverList: [String] { Self.list(servers) }
+  private var controllerList: [String] { controllers.map(Self.list) ?? [] }
+
+  private static func list(_ text: String) -> [String] {
+    text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
   }
 
   private var clientCounts: [Int]? {
@@ -109,14 +186,26 @@ struct KVBenchmark: AsyncParsableCommand {
     return parts.contains(nil) ? nil : parts.compactMap { $0 }
   }
 
-  /// In execution order: put before get.
+  private var prefix: [UInt8] {
+    if let hashTag { return Array("{\(hashTag)}:".utf8) }
+    return Array((keyPrefix ?? "").utf8)
+  }
+
+  private var excluded: Set<Int>? {
+    guard let excludeShards else { return [] }
+    let parts = excludeShards.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+    guard !parts.contains(nil), parts.allSatisfy({ $0! >= 0 }) else { return nil }
+    return Set(parts.compactMap { $0 })
+  }
+
+  /// In execution order: load, put, get, mixed.
   private var phases: [Phase]? {
     var chosen: Set<Phase> = []
     for word in ops.split(separator: ",") {
       guard let phase = Phase(rawValue: word.trimmingCharacters(in: .whitespaces)) else { return nil }
       chosen.insert(phase)
     }
-    return [.put, .get].filter { chosen.contains($0) }
+    return Phase.allCases.filter { chosen.contains($0) }
   }
 
   func run() async throws {
@@ -126,32 +215,54 @@ struct KVBenchmark: AsyncParsableCommand {
       return handler
     }
     let servers = serverList
+    let controllers = controllerList
     let counts = clientCounts ?? []
     let phases = phases ?? []
-    let view = try await GroupProbe.find(
-      servers: servers, within: .milliseconds(Int64(connectTimeout * 1000)))
-    for (server, problem) in view.unreachable.sorted(by: { $0.key < $1.key }) {
-      FileHandle.standardError.write(
-        Data("kvbench kv: warning: \(server) does not answer: \(problem)\n".utf8))
+
+    var leaderFirst: String?
+    var placement: String
+    if controllers.isEmpty {
+      let view = try await GroupProbe.find(
+        servers: servers, within: .milliseconds(Int64(connectTimeout * 1000)))
+      for (server, problem) in view.unreachable.sorted(by: { $0.key < $1.key }) {
+        FileHandle.standardError.write(
+          Data("kvbench kv: warning: \(server) does not answer: \(problem)\n".utf8))
+      }
+      leaderFirst = target == .leader ? view.leaderAPI : nil
+      let leader =
+        view.leaderAPI.map { "\(view.leaderPeer) (API \($0))" }
+        ?? "\(view.leaderPeer) (API not among --servers)"
+      placement =
+        "\(servers.count) servers, leader \(leader); clients start at "
+        + (target == .leader && view.leaderAPI != nil ? "the leader" : "member i mod \(servers.count)")
+    } else {
+      placement = "sharded, routed by the controller at \(controllers.joined(separator: ","))"
     }
 
-    let keys = KeyGenerator(size: keySize)
+    var keys = KeyGenerator(size: keySize, prefix: prefix)
+    if let excluded, !excluded.isEmpty {
+      let shardCount = try await Self.shardCount(controllers: controllers, within: connectTimeout)
+      guard excluded.allSatisfy({ $0 < shardCount }), excluded.count < shardCount else {
+        throw BenchError("--exclude-shards: the cluster has \(shardCount) shards (0-\(shardCount - 1))")
+      }
+      keys.exclude(excluded, of: ShardMap(shardCount: shardCount))
+      placement += "; keys of shards \(excluded.sorted().map(String.init).joined(separator: ",")) skipped"
+    }
+    if !prefix.isEmpty { placement += "; keys start with \(String(decoding: prefix, as: UTF8.self))" }
+
     var generator = SystemRandomNumberGenerator()
     let value = (0..<valueSize).map { _ in UInt8.random(in: 0...255, using: &generator) }
     let settings = LoadSettings(
-      servers: servers, leaderFirst: target == .leader ? view.leaderAPI : nil, keys: keys, value: value,
-      opTimeout: .milliseconds(Int64(opTimeout * 1000)), rate: rate)
+      servers: servers, leaderFirst: leaderFirst, controllers: controllers, keys: keys, value: value,
+      opTimeout: .milliseconds(Int64(opTimeout * 1000)), rate: rate, readPercent: readPercent,
+      loadBytes: loadMb << 20, stopFile: stopFile)
+    let sampleLog = try samples.map { try SampleLog(path: $0) }
 
     try await Self.preflight(settings)
 
-    let leader =
-      view.leaderAPI.map { "\(view.leaderPeer) (API \($0))" }
-      ?? "\(view.leaderPeer) (API not among --servers)"
     emit(
-      "kv: \(servers.count) servers, leader \(leader); \(keySize) B keys, \(valueSize) B values; "
-        + "\(seconds) s per phase; clients start at "
-        + (target == .leader && view.leaderAPI != nil ? "the leader" : "member i mod \(servers.count)")
-        + "; rate " + (rate > 0 ? "capped at \(rate)/s" : "unlimited"))
+      "kv: \(placement); \(keySize) B keys, \(valueSize) B values; "
+        + "\(seconds) s per timed phase; rate " + (rate > 0 ? "capped at \(rate)/s" : "unlimited"))
     emit(LoadResult.header)
     for count in counts {
       let fleet = Fleet(count: count, settings: settings)
@@ -162,8 +273,14 @@ struct KVBenchmark: AsyncParsableCommand {
           throw BenchError("warming up \(count) clients failed: \(error)")
         }
         for phase in phases {
-          let result = await fleet.run(phase, for: .seconds(seconds))
-          emit(result.line(phase: phase, clients: count))
+          let results = await fleet.run(phase, for: .seconds(seconds), recording: sampleLog != nil)
+          for (op, result) in results {
+            emit(result.line(op: op, clients: count))
+            try sampleLog?.append(result.samples, phase: phase.rawValue, op: op)
+          }
+          if phase == .load, let first = results.first {
+            emit(first.result.loadSummary(valueSize: valueSize))
+          }
         }
       } catch {
         await fleet.shutdown()
@@ -171,6 +288,19 @@ struct KVBenchmark: AsyncParsableCommand {
       }
       await fleet.shutdown()
     }
+  }
+
+  /// The cluster's shard count, from the controller's latest configuration.
+  private static func shardCount(controllers: [String], within seconds: Double) async throws -> Int {
+    let transport = TCPTransport(client: .init(connectionsPerPeer: 1, connectTimeout: .seconds(1)))
+    let routing = ShardRouting(
+      controllers: controllers, transport: transport, refreshDeadline: .milliseconds(Int64(seconds * 1000)))
+    let count = await routing.refresh()?.shardCount
+    await transport.shutdown()
+    guard let count, count > 0 else {
+      throw BenchError("the controller at \(controllers.joined(separator: ",")) gave no configuration")
+    }
+    return count
   }
 
   /// One put through a fresh clerk, so that a problem with the request itself (a key or value
@@ -276,15 +406,45 @@ struct GroupProbe {
   }
 }
 
-/// Keys of exactly `size` bytes: the key number in decimal, zero-padded (and, when `size` is
-/// under 19 digits, taken modulo 10^size).
+/// Keys of exactly `size` bytes: `prefix`, then the key number in decimal, zero-padded (and,
+/// when there are under 19 digits, taken modulo 10^digits).
+///
+/// With excluded shards, a number whose key lands in one of them is shifted: its key is that
+/// of `number + k * stride` for the smallest k whose key is outside them, where `stride` is a
+/// hundredth of the digits' range. Numbers below `stride` thus keep distinct keys, and every
+/// process computes the same key for the same number (gets find what puts wrote).
 struct KeyGenerator: Sendable {
   let size: Int
+  let prefix: [UInt8]
+  private var excluded: Set<Int> = []
+  private var map: ShardMap?
+
+  init(size: Int, prefix: [UInt8] = []) {
+    self.size = size
+    self.prefix = prefix
+  }
+
+  mutating func exclude(_ shards: Set<Int>, of map: ShardMap) {
+    excluded = shards
+    self.map = shards.isEmpty ? nil : map
+  }
 
   func key(_ number: Int) -> [UInt8] {
+    guard let map else { return plain(number) }
+    let digits = size - prefix.count
+    let stride = (0..<min(digits - 2, 17)).reduce(1) { product, _ in product * 10 }
+    var candidate = plain(number)
+    for shift in 1..<100 where excluded.contains(map.shard(of: candidate)) {
+      candidate = plain(number % stride + shift * stride)
+    }
+    return candidate
+  }
+
+  private func plain(_ number: Int) -> [UInt8] {
+    let width = size - prefix.count
     var digits = Array(String(number).utf8)
-    if digits.count > size { digits.removeFirst(digits.count - size) }
-    return [UInt8](repeating: UInt8(ascii: "0"), count: size - digits.count) + digits
+    if digits.count > width { digits.removeFirst(digits.count - width) }
+    return prefix + [UInt8](repeating: UInt8(ascii: "0"), count: width - digits.count) + digits
   }
 }
 
@@ -292,11 +452,19 @@ struct LoadSettings: Sendable {
   var servers: [String]
   /// Every clerk tries this server first; nil spreads clients over `servers`.
   var leaderFirst: String?
+  /// The shard controller's API addresses; empty for a standalone group.
+  var controllers: [String]
   var keys: KeyGenerator
   var value: [UInt8]
   var opTimeout: Duration
   /// Requests per second across all clients; 0 for no cap.
   var rate: Int
+  /// Gets among the mixed phase's requests, in percent.
+  var readPercent: Int
+  /// Value bytes the load phase writes.
+  var loadBytes: Int
+  /// A timed phase ends early once this file exists.
+  var stopFile: String?
 }
 
 /// Hands out send times `1/rate` apart: a token bucket of depth one, shared by all clients.
@@ -338,7 +506,10 @@ struct Fleet: Sendable {
         let shift = index % order.count
         order = Array(order[shift...] + order[..<shift])
       }
-      clerks.append(KVClerk(servers: order, transport: transport, deadline: settings.opTimeout))
+      clerks.append(
+        KVClerk(
+          servers: order, transport: transport, deadline: settings.opTimeout,
+          controllers: settings.controllers))
       transports.append(transport)
     }
     self.clerks = clerks
@@ -358,18 +529,24 @@ struct Fleet: Sendable {
     }
   }
 
-  func run(_ phase: KVBenchmark.Phase, for duration: Duration) async -> LoadResult {
+  /// Runs one phase; returns a result per operation kind, in a fixed order.
+  func run(
+    _ phase: KVBenchmark.Phase, for duration: Duration, recording: Bool
+  ) async -> [(op: String, result: LoadResult)] {
     let settings = settings
     let pacer = settings.rate > 0 ? Pacer(rate: settings.rate) : nil
     let readable = Self.sharedCounter.current
+    let reserved = Counter()
+    let stop = StopSignal(file: phase == .load ? nil : settings.stopFile)
     let clock = ContinuousClock()
     let start = clock.now
-    let end = start + duration
-    var total = await withTaskGroup(of: LoadResult.self) { group in
+    let end = phase == .load ? start + .seconds(365 * 86_400) : start + duration
+    let totals = await withTaskGroup(of: ClientResults.self) { group in
       for clerk in clerks {
         group.addTask {
-          var result = LoadResult()
-          while true {
+          var results = ClientResults()
+          var random = FastRandom()
+          requests: while !stop.stopped {
             var now = clock.now
             if let pacer {
               let slot = pacer.slot()
@@ -380,30 +557,79 @@ struct Fleet: Sendable {
               }
             }
             if now >= end { break }
+            let op: Op
+            switch phase {
+            case .load:
+              let before = reserved.add(settings.value.count)
+              guard before < settings.loadBytes else { break requests }
+              op = .load
+            case .put: op = .put
+            case .get: op = .get
+            case .mixed: op = Int.random(in: 0..<100, using: &random) < settings.readPercent ? .get : .put
+            }
+            let wall = recording ? SampleLog.nowMicros() : 0
+            var outcome = Outcome.done
             do {
-              switch phase {
+              switch op {
               case .put:
                 try await clerk.put(settings.keys.key(Self.sharedCounter.next()), settings.value)
+              case .load:
+                let value = random.bytes(settings.value.count)
+                try await clerk.put(settings.keys.key(Self.sharedCounter.next()), value)
               case .get:
-                if try await clerk.get(settings.keys.key(Int.random(in: 0..<max(1, readable)))) == nil {
-                  result.missing += 1
-                }
+                let bound = phase == .mixed ? Self.sharedCounter.current : readable
+                let key = settings.keys.key(Int.random(in: 0..<max(1, bound), using: &random))
+                if try await clerk.get(key) == nil { outcome = .missing }
               }
-              result.record(clock.now - now)
             } catch {
-              result.errors += 1
-              result.lastError = "\(error)"
+              outcome = .failed("\(error)")
+              if op == .load { _ = reserved.add(-settings.value.count) }
+            }
+            let latency = clock.now - now
+            switch op {
+            case .put: results.put.note(outcome, latency: latency, sentAt: wall, recording: recording)
+            case .get: results.get.note(outcome, latency: latency, sentAt: wall, recording: recording)
+            case .load: results.load.note(outcome, latency: latency, sentAt: wall, recording: recording)
             }
           }
-          return result
+          return results
         }
       }
-      var total = LoadResult()
-      for await result in group { total.merge(result) }
-      return total
+      var totals = ClientResults()
+      for await results in group {
+        totals.put.merge(results.put)
+        totals.get.merge(results.get)
+        totals.load.merge(results.load)
+      }
+      return totals
     }
-    total.elapsed = clock.now - start
-    return total
+    stop.cancel()
+    let elapsed = clock.now - start
+    let kinds: [(Op, LoadResult)] =
+      switch phase {
+      case .load: [(.load, totals.load)]
+      case .put: [(.put, totals.put)]
+      case .get: [(.get, totals.get)]
+      case .mixed: [(.get, totals.get), (.put, totals.put)]
+      }
+    return kinds.map { op, result in
+      var result = result
+      result.elapsed = elapsed
+      return (op.rawValue, result)
+    }
+  }
+
+  /// One client's results of a phase, by operation kind.
+  private struct ClientResults: Sendable {
+    var put = LoadResult()
+    var get = LoadResult()
+    var load = LoadResult()
+  }
+
+  enum Op: String, Sendable {
+    case put
+    case get
+    case load
   }
 
   func shutdown() async {
@@ -411,12 +637,124 @@ struct Fleet: Sendable {
   }
 }
 
+/// Set once a phase must end early: when its stop file appears (looked for every 100 ms).
+final class StopSignal: Sendable {
+  private let flag = Atomic<Bool>(false)
+  private let watcher: Mutex<Task<Void, Never>?> = Mutex(nil)
+
+  init(file: String?) {
+    guard let file else { return }
+    watcher.withLock {
+      $0 = Task { [self] in
+        while !Task.isCancelled {
+          if FileManager.default.fileExists(atPath: file) {
+            flag.store(true, ordering: .relaxed)
+            return
+          }
+          try? await Task.sleep(for: .milliseconds(100))
+        }
+      }
+    }
+  }
+
+  var stopped: Bool { flag.load(ordering: .relaxed) }
+
+  func cancel() { watcher.withLock { $0?.cancel() } }
+}
+
+/// SplitMix64: fast, and good enough for keys to pick and for incompressible values.
+struct FastRandom: RandomNumberGenerator {
+  private var state = UInt64.random(in: 0 ... .max)
+
+  mutating func next() -> UInt64 {
+    state &+= 0x9E37_79B9_7F4A_7C15
+    var z = state
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    return z ^ (z >> 31)
+  }
+
+  /// `count` fresh random bytes.
+  mutating func bytes(_ count: Int) -> [UInt8] {
+    [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+      let raw = UnsafeMutableRawBufferPointer(buffer)
+      var offset = 0
+      while offset + 8 <= count {
+        raw.storeBytes(of: next(), toByteOffset: offset, as: UInt64.self)
+        offset += 8
+      }
+      if offset < count {
+        var last = next()
+        while offset < count {
+          raw[offset] = UInt8(truncatingIfNeeded: last)
+          last >>= 8
+          offset += 1
+        }
+      }
+      initialized = count
+    }
+  }
+}
+
 /// Key numbers, shared by every fleet of a process: puts always write new keys, and gets read
 /// among all keys written so far.
 final class Counter: Sendable {
   private let value = Atomic<Int>(0)
-  func next() -> Int { value.wrappingAdd(1, ordering: .relaxed).oldValue }
+  func next() -> Int { add(1) }
+  /// Adds `amount`; returns the value before.
+  func add(_ amount: Int) -> Int { value.wrappingAdd(amount, ordering: .relaxed).oldValue }
   var current: Int { value.load(ordering: .relaxed) }
+}
+
+/// One request: when it was sent (wall clock, for windows set by other processes), how long it
+/// took, whether it succeeded.
+struct Sample: Sendable {
+  var startMicros: Int64
+  var latency: Duration
+  var ok: Bool
+}
+
+/// `--samples`: one line per request, `PHASE OP START_UNIX_US LATENCY_US OK` (OK is 1 or 0),
+/// appended after each phase.
+final class SampleLog: Sendable {
+  private let handle: Mutex<FileHandle>
+
+  init(path: String) throws {
+    if !FileManager.default.fileExists(atPath: path) {
+      guard FileManager.default.createFile(atPath: path, contents: nil) else {
+        throw BenchError("--samples: cannot create \(path)")
+      }
+    }
+    guard let handle = FileHandle(forWritingAtPath: path) else {
+      throw BenchError("--samples: cannot open \(path)")
+    }
+    try handle.seekToEnd()
+    self.handle = Mutex(handle)
+  }
+
+  static func nowMicros() -> Int64 {
+    var now = timespec()
+    clock_gettime(CLOCK_REALTIME, &now)
+    return Int64(now.tv_sec) * 1_000_000 + Int64(now.tv_nsec) / 1000
+  }
+
+  func append(_ samples: [Sample], phase: String, op: String) throws {
+    var text = ""
+    text.reserveCapacity(samples.count * 40)
+    for sample in samples {
+      text +=
+        "\(phase) \(op) \(sample.startMicros) \(LoadResult.micros(sample.latency)) \(sample.ok ? 1 : 0)\n"
+    }
+    try handle.withLock { try $0.write(contentsOf: Data(text.utf8)) }
+  }
+}
+
+/// How one request ended.
+enum Outcome: Sendable {
+  case done
+  /// A get that found no value.
+  case missing
+  case failed(String)
 }
 
 /// Latencies in microseconds, counts and errors of one phase.
@@ -427,10 +765,34 @@ struct LoadResult: Sendable {
   var missing = 0
   var lastError: String?
   var elapsed = Duration.zero
+  /// Every request, when recording (`--samples`).
+  var samples: [Sample] = []
 
   mutating func record(_ duration: Duration) {
-    let micros = duration.components.seconds * 1_000_000 + duration.components.attoseconds / 1_000_000_000_000
-    latency.record(UInt64(min(max(micros, 1), 3_600_000_000)))
+    latency.record(UInt64(min(max(Self.micros(duration), 1), 3_600_000_000)))
+  }
+
+  /// Counts one request: its latency if it succeeded, else the error; and the request itself
+  /// when recording.
+  mutating func note(_ outcome: Outcome, latency duration: Duration, sentAt wall: Int64, recording: Bool) {
+    switch outcome {
+    case .done: record(duration)
+    case .missing:
+      record(duration)
+      missing += 1
+    case .failed(let error):
+      errors += 1
+      lastError = error
+    }
+    if recording {
+      var ok = true
+      if case .failed = outcome { ok = false }
+      samples.append(Sample(startMicros: wall, latency: duration, ok: ok))
+    }
+  }
+
+  static func micros(_ duration: Duration) -> Int64 {
+    duration.components.seconds * 1_000_000 + duration.components.attoseconds / 1_000_000_000_000
   }
 
   mutating func merge(_ other: LoadResult) {
@@ -438,17 +800,21 @@ struct LoadResult: Sendable {
     errors += other.errors
     missing += other.missing
     lastError = other.lastError ?? lastError
+    samples += other.samples
   }
 
   static let header =
     pad("op", 4, left: true) + pad("clients", 8) + pad("ops/s", 10) + pad("p50", 11) + pad("p99", 11)
     + pad("p99.9", 11) + pad("max", 11) + pad("stddev", 11) + pad("errors", 8)
 
-  func line(phase: KVBenchmark.Phase, clients: Int) -> String {
-    let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+  private var seconds: Double {
+    Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+  }
+
+  func line(op: String, clients: Int) -> String {
     let perSecond = seconds > 0 ? Int((Double(latency.totalCount) / seconds).rounded()) : 0
     var line =
-      Self.pad(phase.rawValue, 4, left: true) + Self.pad("\(clients)", 8) + Self.pad("\(perSecond)", 10)
+      Self.pad(op, 4, left: true) + Self.pad("\(clients)", 8) + Self.pad("\(perSecond)", 10)
       + Self.pad(Self.ms(latency.valueAtPercentile(50)), 11)
       + Self.pad(Self.ms(latency.valueAtPercentile(99)), 11)
       + Self.pad(Self.ms(latency.valueAtPercentile(99.9)), 11) + Self.pad(Self.ms(latency.max), 11)
@@ -456,6 +822,14 @@ struct LoadResult: Sendable {
     if missing > 0 { line += "  (\(missing) gets found no value)" }
     if let lastError, errors > 0 { line += "  (last error: \(lastError))" }
     return line
+  }
+
+  /// The load phase's throughput: `load: N MiB in P puts, S s, M MiB/s`.
+  func loadSummary(valueSize: Int) -> String {
+    let mib = Double(latency.totalCount) * Double(valueSize) / 1_048_576
+    return String(
+      format: "load: %.1f MiB in %llu puts of %ld B, %.2f s, %.1f MiB/s", mib, latency.totalCount, valueSize,
+      seconds, seconds > 0 ? mib / seconds : 0)
   }
 
   private static func ms(_ micros: UInt64) -> String {
