@@ -198,7 +198,8 @@ struct ClusterFileReader {
     let api = try address("api", required: true) ?? ""
     let peer = router ? "" : try address("peer", required: true) ?? ""
     return ClusterFile.Node(
-      name: name, api: api, peer: peer, resp: router ? try address("resp", required: false) : nil)
+      name: name, api: api, peer: peer, metrics: try address("metrics", required: false),
+      resp: router ? try address("resp", required: false) : nil)
   }
 
   private func onlyKnownKeys(

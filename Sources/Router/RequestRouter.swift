@@ -54,6 +54,7 @@ public struct RequestRouter: Sendable {
   public func route(
     _ request: Shardkv_KvRequest, payload: [UInt8], timeout: Duration
   ) async -> Shardkv_KvReply {
+    Self.forwards.increment()
     let key = [UInt8](request.key)
     if key.isEmpty { return Self.reply(.invalidArgument, "the key is empty") }
     let clock = ContinuousClock()

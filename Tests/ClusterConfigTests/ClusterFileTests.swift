@@ -36,6 +36,7 @@ final class ClusterFileTests: XCTestCase {
     name = "r"
     api = "127.0.0.1:1301"
     resp = "127.0.0.1:1302"
+    metrics = "127.0.0.1:1303"
     """
 
   func testTheShippedFilesParse() throws {
@@ -44,6 +45,7 @@ final class ClusterFileTests: XCTestCase {
     XCTAssertEqual(local.groups.map { $0.nodes.count }, [3, 3, 3])
     XCTAssertEqual(local.routers.count, 1)
     XCTAssertNotNil(local.routers[0].resp)
+    XCTAssertTrue(local.nodes.allSatisfy { $0.node.metrics != nil }, "every local node serves metrics")
     XCTAssertEqual(
       local.dataDirectory, Self.repository.appendingPathComponent("kvd-data/local").standardizedFileURL.path)
     let tiny = try ClusterFile.load(path: Self.repository.appendingPathComponent("configs/tiny.toml").path)
@@ -73,7 +75,7 @@ final class ClusterFileTests: XCTestCase {
       file.kvdArguments(for: "r"),
       [
         "--router", "-a", "127.0.0.1:1301", "--controllers", "127.0.0.1:1001", "--resp", "127.0.0.1:1302",
-        "--heartbeat-ms", "50", "--election-ms", "300",
+        "--metrics", "127.0.0.1:1303", "--heartbeat-ms", "50", "--election-ms", "300",
       ])
     XCTAssertNil(file.kvdArguments(for: "nobody"))
     XCTAssertEqual(file.node(named: "a")?.role, .member(group: 7))

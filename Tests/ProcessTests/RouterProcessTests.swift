@@ -9,8 +9,9 @@ final class RouterProcessTests: XCTestCase {
 
   func testRouterServesKvctlRedisAndJoinCluster() throws {
     // Nodes: 0 controller; 1, 2, 3 group 1; 4 group 2; 5 the router (its peer port is the RESP
-    // port); 6 a node that joins group 2 through the router.
-    let cluster = try ProcessCluster(size: 7)
+    // port); 6 a node that joins group 2 through the router; 7's port serves the router's
+    // metrics.
+    let cluster = try ProcessCluster(size: 8)
     defer { cluster.stopAll() }
     let controller = cluster.nodes[0].api
     try cluster.start(0, ["--controller", "--peers", cluster.nodes[0].peer, "--shards", "8"] + Self.timing)
@@ -22,7 +23,12 @@ final class RouterProcessTests: XCTestCase {
     let router = cluster.nodes[5].api
     let resp = cluster.nodes[5].peer
     let respPort = String(resp.split(separator: ":").last ?? "")
-    try cluster.start(5, arguments: ["--router", "-a", router, "--controllers", controller, "--resp", resp])
+    let routerMetrics = cluster.nodes[7].api  // slot 7 only lends the router a free port
+    try cluster.start(
+      5,
+      arguments: [
+        "--router", "-a", router, "--controllers", controller, "--resp", resp, "--metrics", routerMetrics,
+      ])
     let up = try cluster.eventually(within: .seconds(20)) {
       try [0, 1, 4, 5].allSatisfy { try cluster.kvctl($0, "status").status == 0 }
     }
@@ -85,6 +91,16 @@ final class RouterProcessTests: XCTestCase {
     XCTAssertEqual(out.status, 0, out.summary + cluster.logTails([5]))
     XCTAssertTrue(out.stdout.contains("SET:") && out.stdout.contains("GET:"), out.summary)
     XCTAssertFalse(out.stdout.contains("ERR") || out.stderr.contains("ERR"), out.summary)
+
+    // The router counts what it forwarded.
+    let metricsOut = try ProcessCluster.tool(
+      "curl", ["-s", "http://\(routerMetrics)/metrics"], watchdog: .seconds(10))
+    let forwards = metricsOut.stdout.split(separator: "\n").first {
+      $0.hasPrefix("shardkv_router_forwards_total ")
+    }
+    XCTAssertGreaterThan(
+      forwards.flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0, 40000,
+      "\(metricsOut.summary.prefix(2000))")
 
     // JOIN_CLUSTER: a new node asks the router to add it to group 2.
     try cluster.start(6, ["-c", router, "--group", "2"] + Self.timing)
