@@ -120,7 +120,9 @@ final class RouterClusterTests: XCTestCase {
     addTeardownBlock { await cluster.shutdown() }
     try await cluster.join([1])
     await cluster.shutdownGroup(1)
-    let clerk = cluster.routerClerk([0], deadline: .seconds(2), callTimeout: .seconds(1))
+    // Attempts of 3 s: the router answers 0.6 s before each ends, a margin that survives a
+    // loaded machine.
+    let clerk = cluster.routerClerk([0], deadline: .seconds(7), callTimeout: .seconds(3))
     let started = ContinuousClock.now
     do {
       try await clerk.put(Array("k".utf8), Array("v".utf8))
@@ -129,7 +131,7 @@ final class RouterClusterTests: XCTestCase {
       XCTAssertTrue(error.description.contains("group 1"), "\(error)")
       XCTAssertTrue(error.description.contains("shard"), "\(error)")
     }
-    XCTAssertLessThan(ContinuousClock.now - started, .seconds(4))
+    XCTAssertLessThan(ContinuousClock.now - started, .seconds(12))
   }
 
   /// JOIN_CLUSTER: a standby asks a router; the router picks the smallest group (or the one

@@ -110,13 +110,7 @@ final class KVTestCluster: @unchecked Sendable {
     timeout: Duration = .seconds(10), _ what: String, file: StaticString = #filePath, line: UInt = #line,
     _ condition: () async throws -> Bool
   ) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-      if try await condition() { return }
-      try await Task.sleep(for: .milliseconds(10))
-    }
-    XCTFail("timed out waiting for \(what)", file: file, line: line)
-    throw RaftNodeError.timeout
+    try await ShardKVTests.waitUntil(timeout: timeout, what, file: file, line: line, condition)
   }
 
   /// Waits until exactly one running server leads and every running server agrees; returns it.
@@ -222,4 +216,19 @@ final class RecordingTransport: Transport {
   }
 
   func shutdown() async { await base.shutdown() }
+}
+
+/// Polls `condition` every few milliseconds until it holds; fails the test at the deadline.
+/// The one polling loop of the in-process cluster harnesses.
+func waitUntil(
+  timeout: Duration = .seconds(10), _ what: String, file: StaticString = #filePath, line: UInt = #line,
+  _ condition: () async throws -> Bool
+) async throws {
+  let deadline = ContinuousClock.now + timeout
+  while ContinuousClock.now < deadline {
+    if try await condition() { return }
+    try await Task.sleep(for: .milliseconds(10))
+  }
+  XCTFail("timed out waiting for \(what)", file: file, line: line)
+  throw RaftNodeError.timeout
 }

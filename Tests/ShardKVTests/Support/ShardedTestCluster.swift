@@ -265,17 +265,11 @@ final class ShardedTestCluster: @unchecked Sendable {
     return try RocksDB(path: root + "/" + name, columnFamilies: RocksLogStorage.columnFamilies + families)
   }
 
-  /// Polls `condition` every few milliseconds until it holds; fails the test at the deadline.
+  /// Polls `condition` until it holds; fails the test at the deadline.
   func waitUntil(
     timeout: Duration = .seconds(10), _ what: String, file: StaticString = #filePath, line: UInt = #line,
     _ condition: () async throws -> Bool
   ) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-      if try await condition() { return }
-      try await Task.sleep(for: .milliseconds(20))
-    }
-    XCTFail("timed out waiting for \(what)", file: file, line: line)
-    throw RaftNodeError.timeout
+    try await ShardKVTests.waitUntil(timeout: timeout, what, file: file, line: line, condition)
   }
 }
