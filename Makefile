@@ -49,3 +49,10 @@ bench-kv: deps
 .PHONY: bench-migration
 bench-migration: deps
 	scripts/bench-migration.sh
+
+# The router's Redis protocol against a local redis-server (redis-benchmark), and kvbench through
+# the router against straight to the groups, on three groups of three; figures in BENCHMARKS.md
+# ("Router and Redis protocol (issue 9)").
+.PHONY: bench-router
+bench-router: deps
+	scripts/bench-router.sh

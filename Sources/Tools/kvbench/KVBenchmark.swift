@@ -28,6 +28,9 @@ struct KVBenchmark: AsyncParsableCommand {
 
       Keys are the decimal key number, zero-padded to --key-size bytes; values are random bytes.
 
+      A router (`kvd --router`) among --servers is found by its status and every client \
+      starts there (it routes each key to its group's leader).
+
       Sharded clusters: with --controllers the clerks route every key by the shard \
       controller's configuration (--servers may then be any members, of any groups), and no \
       leader is probed for. --hash-tag T puts every key in T's shard (keys `{T}:NUMBER`); \
@@ -228,13 +231,15 @@ struct KVBenchmark: AsyncParsableCommand {
         FileHandle.standardError.write(
           Data("kvbench kv: warning: \(server) does not answer: \(problem)\n".utf8))
       }
-      leaderFirst = target == .leader ? view.leaderAPI : nil
+      leaderFirst = target == .leader || view.router ? view.leaderAPI : nil
       let leader =
         view.leaderAPI.map { "\(view.leaderPeer) (API \($0))" }
         ?? "\(view.leaderPeer) (API not among --servers)"
       placement =
-        "\(servers.count) servers, leader \(leader); clients start at "
-        + (target == .leader && view.leaderAPI != nil ? "the leader" : "member i mod \(servers.count)")
+        view.router
+        ? "through the router at \(view.leaderPeer), which routes every key"
+        : "\(servers.count) servers, leader \(leader); clients start at "
+          + (target == .leader && view.leaderAPI != nil ? "the leader" : "member i mod \(servers.count)")
     } else {
       placement = "sharded, routed by the controller at \(controllers.joined(separator: ","))"
     }
@@ -336,6 +341,8 @@ struct GroupProbe {
   var leaderAPI: String?
   /// Servers that did not answer, and why.
   var unreachable: [String: String]
+  /// Whether the leader is a router's API address (the first server that answered as one).
+  var router = false
 
   /// Asks every server for its status until one names a leader, for at most `limit`.
   static func find(servers: [String], within limit: Duration) async throws -> GroupProbe {
@@ -379,6 +386,9 @@ struct GroupProbe {
       var leader: String?
       for (server, result) in replies {
         switch result {
+        case .success(let status) where status.service == "router":
+          // A router (`kvd --router`) routes every key itself: send everything there.
+          return GroupProbe(leaderPeer: server, leaderAPI: server, unreachable: [:], router: true)
         case .success(let status):
           apiByPeer[status.node] = server
           if !status.leader.isEmpty { leader = status.leader }
