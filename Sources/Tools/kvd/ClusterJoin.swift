@@ -26,14 +26,19 @@ struct ClusterJoin: Sendable {
   /// Which group to join (`group`, or the router's choice when 0).
   func pick(group: UInt64) async -> Plan {
     var status: Shardkv_StatusReply?
-    for _ in 0..<20 {
-      if let bytes = try? await transport.call(
-        router, method: NodeMethod.status, payload: [], timeout: .seconds(1))
-      {
+    // A router that is still starting gets a few seconds; an address that answers at all (a
+    // standalone member's peer address answers "unknown method") is decided at once.
+    attempts: for _ in 0..<10 {
+      do {
+        let bytes = try await transport.call(
+          router, method: NodeMethod.status, payload: [], timeout: .seconds(1))
         status = try? Shardkv_StatusReply(serializedBytes: bytes)
-        break
+        break attempts
+      } catch .remote {
+        break attempts
+      } catch {
+        try? await Task.sleep(for: .milliseconds(500))
       }
-      try? await Task.sleep(for: .milliseconds(500))
     }
     guard let status, status.service == "router" else { return .notARouter }
     do {
