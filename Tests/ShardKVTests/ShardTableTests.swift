@@ -199,7 +199,7 @@ final class ShardTableTests: XCTestCase {
     }
     let final = history[history.count - 1]
     for gid in gids {
-      guard let table = groups[gid]?.table else { continue }
+      let table = try XCTUnwrap(groups[gid]?.table, "group \(gid): \(context)")
       XCTAssertEqual(table.config.num, final.num, "group \(gid) reached the last configuration: \(context)")
       XCTAssertTrue(table.isSettled, "group \(gid) settled: \(context)")
       for shard in 0..<shardCount {
