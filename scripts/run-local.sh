@@ -10,8 +10,10 @@ file=${1:-configs/local.toml}
 swift build -c release --product kvd
 swift build -c release --product kvctl
 kvctl=.build/release/kvctl
+sleeper=""
 stop() {
   trap - EXIT INT TERM
+  [ -n "$sleeper" ] && kill "$sleeper" 2>/dev/null
   echo
   "$kvctl" cluster down "$file" || true
 }
@@ -19,4 +21,9 @@ trap stop EXIT INT TERM
 "$kvctl" cluster up "$file"
 echo
 echo "Ctrl-C stops the cluster (its data stays; the next run resumes it)."
-while true; do sleep 3600; done
+# `wait` returns on a signal (a foreground `sleep` would hold the trap until it ends).
+while true; do
+  sleep 3600 &
+  sleeper=$!
+  wait "$sleeper" || true
+done
