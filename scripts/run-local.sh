@@ -16,6 +16,7 @@ stop() {
   [ -n "$sleeper" ] && kill "$sleeper" 2>/dev/null
   echo
   "$kvctl" cluster down "$file" || true
+  exit 0
 }
 trap stop EXIT INT TERM
 "$kvctl" cluster up "$file"
