@@ -30,7 +30,7 @@ public struct RESPCommands: Sendable {
   }
 
   /// The keys a request touches, for ordering requests of one connection: requests on
-  /// disjoint keys may run concurrently, requests sharing a key run in arrival order. Nil for
+  /// disjoint keys may run concurrently, requests sharing a key run in arrival order. Empty for
   /// requests that touch no key.
   public static func keys(of request: [[UInt8]]) -> [[UInt8]] {
     guard let name = request.first.map(Self.upper) else { return [] }
@@ -47,7 +47,7 @@ public struct RESPCommands: Sendable {
     String(decoding: bytes, as: UTF8.self).uppercased()
   }
 
-  /// Answers one request; `session` is consulted for each write.
+  /// Answers one request; each write takes a session from `sessions` for its duration.
   public func execute(_ request: [[UInt8]], sessions: RESPSessions) async -> (RESPValue, Effect) {
     guard let first = request.first else { return (.error("ERR empty command"), .none) }
     let name = Self.upper(first)
