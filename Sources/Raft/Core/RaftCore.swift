@@ -74,6 +74,10 @@ public struct RaftCore: Sendable {
     var requester: NodeID
   }
   private var readRound: UInt64 = 0
+  /// True while `readRound` has reads but its heartbeats are not sent yet: every read that
+  /// arrives until the next Ready joins that round, so a burst of reads costs one heartbeat
+  /// per follower (the round is broadcast when the Ready is collected, after all of them).
+  private var readRoundUnsent = false
   private var pendingReads: [PendingRead] = []
   /// Reads that arrived before this leader committed an entry of its term.
   private var deferredReads: [(context: [UInt8], requester: NodeID)] = []
@@ -316,7 +320,7 @@ public struct RaftCore: Sendable {
 
   public var hasReady: Bool {
     outstandingReady == nil
-      && (!messages.isEmpty || !readStates.isEmpty || snapshotToInstall != nil
+      && (!messages.isEmpty || readRoundUnsent || !readStates.isEmpty || snapshotToInstall != nil
         || hardState != persistedHardState || log.stableIndex < log.lastIndex
         || log.applying < log.committed || currentRole != reportedRole)
   }
@@ -325,14 +329,24 @@ public struct RaftCore: Sendable {
   /// been advanced yet (one Ready is outstanding at a time; inputs may still arrive meanwhile).
   public mutating func ready() -> Ready? {
     guard hasReady else { return nil }
+    if readRoundUnsent && role == .leader { broadcastHeartbeats() }
     readyNumber += 1
     let hs = hardState
+    // Messages of a leader whose term and vote are already on disk promise nothing about its
+    // own disk: appends and heartbeats carry entries, not acknowledgements, and the leader
+    // counts its own entries toward a quorum only once they are persisted (`advance`), so it
+    // may send them while its write is under way (Raft thesis §10.2.1). Every other node's
+    // answers (vote grants, append acknowledgements) wait for the write.
+    let termAndVoteDurable = hs.term == persistedHardState.term && hs.vote == persistedHardState.vote
+    let unstable = log.unstableEntries
     let committed = log.entriesToApply
     let roleNow = currentRole
     let ready = Ready(
       number: readyNumber,
       hardState: hs != persistedHardState ? hs : nil,
-      entries: log.unstableEntries,
+      mustSync: !unstable.isEmpty || !termAndVoteDurable,
+      messagesBeforePersisting: role == .leader && termAndVoteDurable,
+      entries: unstable,
       snapshot: snapshotToInstall,
       messages: messages,
       committedEntries: committed,
@@ -383,6 +397,7 @@ public struct RaftCore: Sendable {
     transferTarget = nil
     pendingReads.removeAll()
     deferredReads.removeAll()
+    readRoundUnsent = false
   }
 
   private mutating func resetRandomizedElectionTimeout() {
@@ -625,7 +640,10 @@ public struct RaftCore: Sendable {
     stepDownIfRemoved()
   }
 
+  /// Heartbeats carrying the current read round: an answer confirms every read that arrived
+  /// before this call.
   private mutating func broadcastHeartbeats() {
+    readRoundUnsent = false
     for peer in progress.keys.sorted() {
       guard let pr = progress[peer] else { continue }
       var m = Message(kind: .heartbeat, from: id, to: peer, term: term)
@@ -757,10 +775,12 @@ public struct RaftCore: Sendable {
       deliverRead(ReadState(index: log.committed, context: context), to: requester)
       return
     }
-    readRound += 1
+    if !readRoundUnsent {
+      readRound += 1
+      readRoundUnsent = true
+    }
     pendingReads.append(
       PendingRead(round: readRound, index: log.committed, context: context, requester: requester))
-    broadcastHeartbeats()
   }
 
   /// Releases every read whose round a quorum of voters has acknowledged: they all answered

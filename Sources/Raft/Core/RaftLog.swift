@@ -29,7 +29,9 @@ struct RaftLog: Sendable {
     membershipIndices = self.entries.filter(\.isMembershipChange).map(\.index)
     stableIndex = snapshot.index + UInt64(self.entries.count)
     let last = snapshot.index + UInt64(self.entries.count)
-    self.committed = min(max(committed, snapshot.index), last)
+    // The commit index is written without a sync (`Ready.mustSync`), so the stored one may
+    // lag: every applied entry was committed, hence the maximum.
+    self.committed = min(max(committed, applied, snapshot.index), last)
     self.applied = min(max(applied, snapshot.index), self.committed)
     applying = self.applied
   }

@@ -22,10 +22,11 @@ public struct RaftNodeOptions: Sendable {
 /// `RaftTransport`.
 ///
 /// For every Ready, in order: install a received snapshot; persist entries and hard state in
-/// one synced write; only then send the messages (they may promise what was just persisted);
-/// apply committed entries; release reads whose index is applied; advance the core. Blocking
-/// I/O runs on `IOQueue`, and the actor keeps stepping messages and taking proposals
-/// meanwhile, so many proposals share one fsync.
+/// one write (synced unless only the commit index changed); only then send the messages (they
+/// may promise what was just persisted), except a leader's, which go out before its write so
+/// that its fsync and its followers' overlap; apply committed entries; release reads whose
+/// index is applied; advance the core. Blocking I/O runs on `IOQueue`, and the actor keeps
+/// stepping messages and taking proposals meanwhile, so many proposals share one fsync.
 public actor RaftNode {
   public nonisolated let id: NodeID
   private var core: RaftCore
@@ -377,17 +378,16 @@ public actor RaftNode {
       metrics.snapshotsInstalled.increment()
       logger.info("installed snapshot", metadata: ["index": "\(metadata.index)"])
     }
+    if ready.messagesBeforePersisting { send(ready.messages) }
     if ready.hardState != nil || !ready.entries.isEmpty {
       let hardState = ready.hardState
       let entries = ready.entries
+      let sync = ready.mustSync
       let started = ContinuousClock.now
-      try await io.run { try storage.save(hardState: hardState, entries: entries, sync: true) }
-      metrics.fsync.record(since: started)
+      try await io.run { try storage.save(hardState: hardState, entries: entries, sync: sync) }
+      if sync { metrics.fsync.record(since: started) }
     }
-    for message in ready.messages {
-      metrics.sent(message.kind).increment()
-      enqueue(message)
-    }
+    if !ready.messagesBeforePersisting { send(ready.messages) }
     if !ready.committedEntries.isEmpty {
       let entries = ready.committedEntries
       let results = try await io.run { try stateMachine.apply(entries) }
@@ -461,6 +461,13 @@ public actor RaftNode {
   }
 
   // MARK: - Sending
+
+  private func send(_ messages: [Message]) {
+    for message in messages {
+      metrics.sent(message.kind).increment()
+      enqueue(message)
+    }
+  }
 
   private func enqueue(_ message: Message) {
     if message.kind == .snapshot {

@@ -135,6 +135,9 @@ final class RaftSimulation {
     if core.commitIndex < node.log.hardState.commit {
       fail("\(id) restarted with commit \(core.commitIndex) below its persisted \(node.log.hardState.commit)")
     }
+    if core.commitIndex < node.stateMachine.applied {
+      fail("\(id) restarted with commit \(core.commitIndex) below its applied \(node.stateMachine.applied)")
+    }
     if core.firstIndex <= core.commitIndex {
       for entry in core.entries where entry.index <= core.commitIndex {
         if let known = committed[entry.index], known.term != entry.term {
@@ -154,6 +157,10 @@ final class RaftSimulation {
       // part is atomic, as the runtime's are), the rest is lost.
       node.pendingReady = nil
       perform(pending.ready, on: node, parts: rng.int(in: 0...4))
+    }
+    // A commit index written without a sync may be lost with the machine.
+    if node.log.hardState != node.log.syncedHardState && rng.chance(0.5) {
+      node.log.hardState = node.log.syncedHardState
     }
     node.core = nil
     liveIDs = ids.filter { nodes[$0]!.isUp }
@@ -280,26 +287,11 @@ final class RaftSimulation {
       // 1. Snapshot.
       if let snapshot = ready.snapshot { install(snapshot, on: node) }
     }
-    if parts >= 2 {
-      // 2. Entries and hard state, in one write.
-      if !ready.entries.isEmpty { persist(ready.entries, on: node) }
-      if let hs = ready.hardState { persist(hs, on: node) }
-    }
-    if parts >= 3 {
-      // 3. Messages.
-      for var message in ready.messages {
-        expect(message.from == id, "\(id) sent a message from \(message.from)")
-        if message.kind == .snapshot, var snapshot = message.snapshot {
-          let index = snapshot.metadata.index
-          expect(
-            node.stateMachine.applied >= index,
-            "\(id) sends a snapshot at \(index) but has applied only \(node.stateMachine.applied)")
-          snapshot.data = node.stateMachine.image(through: index)
-          message.snapshot = snapshot
-        }
-        network.send(message, now: now, rng: &rng)
-      }
-    }
+    // 2 and 3: entries and hard state in one write, then the messages; a leader's messages
+    // may go first (as the runtime sends them while its write is under way).
+    let early = ready.messagesBeforePersisting
+    if parts >= 2 { early ? send(ready, from: node) : persist(ready, on: node) }
+    if parts >= 3 { early ? persist(ready, on: node) : send(ready, from: node) }
     if parts >= 4 {
       // 4. Apply.
       for entry in ready.committedEntries { apply(entry, on: node) }
@@ -323,6 +315,57 @@ final class RaftSimulation {
         node.readStates.append(read)
       }
       node.core!.advance(ready)
+    }
+  }
+
+  private func persist(_ ready: Ready, on node: SimNode) {
+    if !ready.entries.isEmpty { persist(ready.entries, on: node) }
+    if let hs = ready.hardState { persist(hs, on: node) }
+    if ready.mustSync {
+      node.log.syncedHardState = node.log.hardState
+    } else {
+      let synced = node.log.syncedHardState
+      let hs = ready.hardState ?? synced
+      expect(
+        ready.entries.isEmpty && hs.term == synced.term && hs.vote == synced.vote,
+        "\(node.id) skips the sync of a write holding entries or a new term or vote")
+    }
+  }
+
+  /// Sends a Ready's messages, checking that each is backed by what the sender has on disk at
+  /// this moment: its term (pre-votes excepted: they ask about a term not yet taken), a granted
+  /// vote by the persisted vote, an accepted append by the persisted entries.
+  private func send(_ ready: Ready, from node: SimNode) {
+    let id = node.id
+    let disk = node.log
+    for var message in ready.messages {
+      expect(message.from == id, "\(id) sent a message from \(message.from)")
+      if message.kind != .preVote && message.kind != .preVoteResponse {
+        expect(
+          message.term <= disk.syncedHardState.term,
+          "\(id) sends \(message.kind) of term \(message.term) with term \(disk.syncedHardState.term) on disk"
+        )
+      }
+      if message.kind == .voteResponse && !message.reject {
+        expect(
+          disk.syncedHardState.term == message.term && disk.syncedHardState.vote == message.to,
+          "\(id) grants its vote to \(message.to) in term \(message.term) with \(disk.syncedHardState) on disk"
+        )
+      }
+      if message.kind == .appendResponse && !message.reject {
+        expect(
+          message.index <= disk.lastIndex,
+          "\(id) acknowledges entries through \(message.index) with \(disk.lastIndex) on disk")
+      }
+      if message.kind == .snapshot, var snapshot = message.snapshot {
+        let index = snapshot.metadata.index
+        expect(
+          node.stateMachine.applied >= index,
+          "\(id) sends a snapshot at \(index) but has applied only \(node.stateMachine.applied)")
+        snapshot.data = node.stateMachine.image(through: index)
+        message.snapshot = snapshot
+      }
+      network.send(message, now: now, rng: &rng)
     }
   }
 

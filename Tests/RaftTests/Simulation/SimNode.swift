@@ -2,7 +2,11 @@
 
 /// What a node has on its simulated disk: only what it persisted through the Ready protocol.
 struct DurableLog {
+  /// The hard state last written, synced or not.
   var hardState = HardState()
+  /// The hard state as of the last synced write: what survives a power failure. Only the
+  /// commit index may differ from `hardState` (a term or vote is always synced).
+  var syncedHardState = HardState()
   /// The compaction point (or installed snapshot position).
   var snapshot: SnapshotMetadata
   /// The entries after `snapshot.index`, contiguous.
@@ -83,7 +87,8 @@ final class SimNode {
   init(id: NodeID, bootstrapVoters: [NodeID]) {
     self.id = id
     let boot = RestoredState.bootstrap(voters: bootstrapVoters)
-    log = DurableLog(hardState: boot.hardState, snapshot: boot.snapshot)
+    log = DurableLog(
+      hardState: boot.hardState, syncedHardState: boot.hardState, snapshot: boot.snapshot)
   }
 
   var isUp: Bool {
