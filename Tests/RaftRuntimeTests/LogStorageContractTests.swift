@@ -112,4 +112,20 @@ final class LogStorageContractTests: XCTestCase {
       XCTAssertEqual(try open().load()?.entries.map(\.index), [41], name)
     }
   }
+
+  func testABegunSnapshotInstallIsReportedUntilItIsInstalledOrForgotten() throws {
+    for (name, open) in try storages() {
+      try open().save(hardState: HardState(term: 1), entries: (1...3).map { entry($0, 1) }, sync: true)
+      let point = SnapshotMetadata(index: 30, term: 2, membership: Membership(voters: ["a:1"]))
+      try open().beginSnapshotInstall(point)
+      let begun = try XCTUnwrap(try open().load(), name)
+      XCTAssertEqual(begun.pendingSnapshot, point, name)
+      XCTAssertEqual(begun.entries.map(\.index), [1, 2, 3], "\(name): beginning an install changed the log")
+      try open().installSnapshot(point)
+      XCTAssertNil(try open().load()?.pendingSnapshot, "\(name): an installed snapshot is still pending")
+      try open().beginSnapshotInstall(point)
+      try open().beginSnapshotInstall(nil)
+      XCTAssertNil(try open().load()?.pendingSnapshot, "\(name): a forgotten install is still pending")
+    }
+  }
 }

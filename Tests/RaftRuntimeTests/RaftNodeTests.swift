@@ -130,6 +130,52 @@ final class RaftNodeTests: XCTestCase {
     await cluster.shutdown()
   }
 
+  /// The runtime's real install sequence, killed before each of its three writes (and not at
+  /// all): on restart the log and the state machine agree at once (the state machine's
+  /// applied index is the compaction point or an entry of the log), and catching up never
+  /// applies an entry the state machine already holds (the test state machine refuses one,
+  /// which stops the node and fails the wait).
+  func testKillAtEveryStepOfSnapshotInstallNeverReappliesAnEntry() async throws {
+    for step in 1...4 {
+      var options = RaftNodeOptions()
+      options.tickInterval = .milliseconds(10)
+      options.maxLogEntries = 40
+      options.retainedEntries = 10
+      let cluster = RaftTestCluster(size: 3, options: options)
+      addTeardownBlock { await cluster.shutdown() }
+      try await cluster.startAll()
+      let leaderID = try await cluster.waitForLeader()
+      let laggard = try XCTUnwrap(cluster.ids.first { $0 != leaderID })
+      await cluster.crash(laggard)
+      var expected: [[UInt8]] = []
+      for i in 1...100 {
+        _ = try await cluster.propose(command(i))
+        expected.append(command(i))
+      }
+      let crash = step <= 3 ? SnapshotInstallCrash(atStep: step) : nil
+      try await cluster.restart(laggard, crash: crash)
+      if let crash {
+        try await cluster.waitUntil("the kill at install step \(step)") { crash.hasKilled }
+        await cluster.crash(laggard)
+        try await cluster.restart(laggard)
+      }
+      // Applied first: every entry it names was on disk before it was applied.
+      let member = try XCTUnwrap(cluster.members[laggard])
+      let applied = member.stateMachine.appliedIndex
+      let stored = try XCTUnwrap(try member.storage.load())
+      XCTAssertNil(stored.pendingSnapshot, "step \(step): the interrupted install is still pending")
+      XCTAssertTrue(
+        stored.snapshot.index >= applied || stored.entries.contains { $0.index == applied },
+        "step \(step): the state machine stands at \(applied), the log at \(stored.snapshot.index)"
+          + "...\(stored.entries.last?.index ?? stored.snapshot.index)")
+      for i in 101...110 {
+        _ = try await cluster.propose(command(i))
+        expected.append(command(i))
+      }
+      try await cluster.waitForCommands(expected)
+    }
+  }
+
   func testLinearizableReadsOnLeaderAndFollowerSeeEveryCommittedWrite() async throws {
     let cluster = RaftTestCluster(size: 3)
     try await cluster.startAll()

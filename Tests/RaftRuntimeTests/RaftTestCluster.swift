@@ -6,26 +6,91 @@ import Synchronization
 import Wire
 import XCTest
 
-/// Counts synced writes, to observe group commit.
+/// Kills a node at one step of a snapshot install, as kill -9 would: the step and every write
+/// after it fail (each write is atomic, so what landed before is exactly a prefix). Steps: 1
+/// records the install's intent, 2 restores the state machine, 3 moves the log.
+final class SnapshotInstallCrash: Sendable {
+  struct Killed: Error {}
+  private let state: Mutex<(steps: Int, killed: Bool)> = Mutex((0, false))
+  let step: Int
+
+  init(atStep step: Int) { self.step = step }
+
+  var hasKilled: Bool { state.withLock { $0.killed } }
+
+  /// Called before each install step.
+  func reach() throws {
+    try state.withLock { state throws in
+      state.steps += 1
+      if state.steps == step { state.killed = true }
+      if state.killed { throw Killed() }
+    }
+  }
+
+  /// Called before every other write.
+  func check() throws {
+    if hasKilled { throw Killed() }
+  }
+}
+
+/// A state machine whose restore can be killed by a `SnapshotInstallCrash`.
+final class CrashingStateMachine: StateMachine {
+  let base: TestStateMachine
+  let crash: SnapshotInstallCrash?
+
+  init(_ base: TestStateMachine, crash: SnapshotInstallCrash?) {
+    self.base = base
+    self.crash = crash
+  }
+
+  var appliedIndex: UInt64 { base.appliedIndex }
+  func apply(_ entries: [Entry]) throws -> [[UInt8]] {
+    try crash?.check()
+    return try base.apply(entries)
+  }
+  func sync() throws { try base.sync() }
+  func makeSnapshot() throws -> any SnapshotReader { try base.makeSnapshot() }
+  func restore(_ metadata: SnapshotMetadata, from pieces: [[UInt8]]) throws {
+    try crash?.reach()
+    try base.restore(metadata, from: pieces)
+  }
+}
+
+/// Counts synced writes, to observe group commit; optionally killed mid-install.
 final class CountingLogStorage: LogStorage {
   private let base: any LogStorage
   private let counts = Mutex((saves: 0, entries: 0))
+  private let crash: SnapshotInstallCrash?
 
-  init(_ base: any LogStorage) { self.base = base }
+  init(_ base: any LogStorage, crash: SnapshotInstallCrash? = nil) {
+    self.base = base
+    self.crash = crash
+  }
 
   var saves: Int { counts.withLock { $0.saves } }
   var savedEntries: Int { counts.withLock { $0.entries } }
 
   func load() throws -> StoredLog? { try base.load() }
   func save(hardState: HardState?, entries: [Entry], sync: Bool) throws {
+    try crash?.check()
     counts.withLock {
       $0.saves += 1
       $0.entries += entries.count
     }
     try base.save(hardState: hardState, entries: entries, sync: sync)
   }
-  func installSnapshot(_ metadata: SnapshotMetadata) throws { try base.installSnapshot(metadata) }
-  func compact(through metadata: SnapshotMetadata) throws { try base.compact(through: metadata) }
+  func installSnapshot(_ metadata: SnapshotMetadata) throws {
+    try crash?.reach()
+    try base.installSnapshot(metadata)
+  }
+  func beginSnapshotInstall(_ metadata: SnapshotMetadata?) throws {
+    if metadata == nil { try crash?.check() } else { try crash?.reach() }
+    try base.beginSnapshotInstall(metadata)
+  }
+  func compact(through metadata: SnapshotMetadata) throws {
+    try crash?.check()
+    try base.compact(through: metadata)
+  }
 }
 
 /// Real `RaftNode`s on RocksDB in one process, over the fault-injecting in-memory network, in
@@ -58,17 +123,20 @@ final class RaftTestCluster: @unchecked Sendable {
     for id in ids { try await start(id, bootstrapVoters: ids) }
   }
 
-  func start(_ id: NodeID, bootstrapVoters: [NodeID]) async throws {
+  func start(
+    _ id: NodeID, bootstrapVoters: [NodeID], crash: SnapshotInstallCrash? = nil
+  ) async throws {
     let path = directory.path + "/" + id.rawValue.replacingOccurrences(of: ":", with: "_")
     let db = try RocksDB(
       path: path, columnFamilies: RocksLogStorage.columnFamilies + TestStateMachine.columnFamilies)
     let stateMachine = try TestStateMachine(db: db)
-    let storage = CountingLogStorage(try RocksLogStorage(db: db))
+    let storage = CountingLogStorage(try RocksLogStorage(db: db), crash: crash)
     let transport = network.transport(for: id.rawValue)
     var logger = Logger(label: "test")
     logger.logLevel = .error
     let node = try RaftNode(
-      id: id, options: options, storage: storage, stateMachine: stateMachine,
+      id: id, options: options, storage: storage,
+      stateMachine: CrashingStateMachine(stateMachine, crash: crash),
       transport: WireRaftTransport(transport: transport, messageTimeout: .milliseconds(200)),
       bootstrapVoters: bootstrapVoters, logger: logger)
     var handlers = RPCHandlers()
@@ -87,8 +155,8 @@ final class RaftTestCluster: @unchecked Sendable {
     member.db.close()
   }
 
-  func restart(_ id: NodeID) async throws {
-    try await start(id, bootstrapVoters: [])
+  func restart(_ id: NodeID, crash: SnapshotInstallCrash? = nil) async throws {
+    try await start(id, bootstrapVoters: [], crash: crash)
   }
 
   func shutdown() async {

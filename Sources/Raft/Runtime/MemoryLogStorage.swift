@@ -27,6 +27,15 @@ public final class MemoryLogStorage: LogStorage {
       log.snapshot = metadata
       log.entries.removeAll()
       log.hardState.commit = max(log.hardState.commit, metadata.index)
+      log.pendingSnapshot = nil
+      stored = log
+    }
+  }
+
+  public func beginSnapshotInstall(_ metadata: SnapshotMetadata?) throws {
+    state.withLock { stored in
+      var log = stored ?? Self.empty
+      log.pendingSnapshot = metadata
       stored = log
     }
   }

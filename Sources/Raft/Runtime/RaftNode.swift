@@ -97,7 +97,18 @@ public actor RaftNode {
     let restored: RestoredState
     do {
       let applied = stateMachine.appliedIndex
-      if let stored = try storage.load() {
+      if var stored = try storage.load() {
+        if let pending = stored.pendingSnapshot {
+          // A crash interrupted a snapshot install (see `handle`). If the state machine's
+          // restore had landed, finish the install, else forget it: either way the log and
+          // the state machine agree again before the core sees them.
+          if applied >= pending.index {
+            try storage.installSnapshot(pending)
+          } else {
+            try storage.beginSnapshotInstall(nil)
+          }
+          stored = try storage.load() ?? stored
+        }
         guard applied >= stored.snapshot.index else {
           throw RaftNodeError.storage(
             "state machine applied index \(applied) is behind the log's compaction point "
@@ -369,7 +380,12 @@ public actor RaftNode {
         throw RaftNodeError.badSnapshot("accepted snapshot has no staged image")
       }
       let metadata = snapshot.metadata
+      // Three synced writes, each atomic: the intent, the state machine's new state, the log's
+      // new position (clearing the intent). A restart after any prefix of them finds a log and
+      // a state machine that agree (the restart rule in `init`), so no entry the state machine
+      // already holds is applied again.
       try await io.run {
+        try storage.beginSnapshotInstall(metadata)
         try stateMachine.restore(metadata, from: pieces)
         try storage.installSnapshot(metadata)
       }

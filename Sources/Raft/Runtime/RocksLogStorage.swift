@@ -9,6 +9,7 @@ public final class RocksLogStorage: LogStorage {
   public static let columnFamilies = ["raft_log", "raft_state"]
   private static let hardStateKey = Array("hard_state".utf8)
   private static let compactionKey = Array("compaction".utf8)
+  private static let pendingSnapshotKey = Array("pending_snapshot".utf8)
 
   private let db: RocksDB
   private let logFamily: ColumnFamily
@@ -24,11 +25,13 @@ public final class RocksLogStorage: LogStorage {
   public func load() throws -> StoredLog? {
     let hardStateBytes = try db.get(Self.hardStateKey, in: stateFamily)
     let compactionBytes = try db.get(Self.compactionKey, in: stateFamily)
+    let pending = try db.get(Self.pendingSnapshotKey, in: stateFamily).map(
+      RaftCodec.deserializeSnapshotMetadata)
     var entries: [Entry] = []
     for pair in try db.scan(logFamily, prefix: []) {
       entries.append(try RaftCodec.deserializeEntry(pair.value))
     }
-    if hardStateBytes == nil && compactionBytes == nil && entries.isEmpty { return nil }
+    if hardStateBytes == nil && compactionBytes == nil && entries.isEmpty && pending == nil { return nil }
     let hardState = try hardStateBytes.map(RaftCodec.deserializeHardState) ?? HardState()
     let snapshot =
       try compactionBytes.map(RaftCodec.deserializeSnapshotMetadata)
@@ -37,7 +40,8 @@ public final class RocksLogStorage: LogStorage {
     for (offset, entry) in entries.enumerated() where entry.index != snapshot.index + 1 + UInt64(offset) {
       throw RaftCodecError.malformed("raft_log has a gap before index \(entry.index)")
     }
-    return StoredLog(hardState: hardState, snapshot: snapshot, entries: entries)
+    return StoredLog(
+      hardState: hardState, snapshot: snapshot, entries: entries, pendingSnapshot: pending)
   }
 
   public func save(hardState: HardState?, entries: [Entry], sync: Bool) throws {
@@ -58,11 +62,22 @@ public final class RocksLogStorage: LogStorage {
     var batch = WriteBatch()
     batch.deleteRange(from: BigEndian.bytes(UInt64(0)), to: Self.end, in: logFamily)
     batch.put(key: Self.compactionKey, value: try RaftCodec.serialize(metadata), in: stateFamily)
+    batch.delete(Self.pendingSnapshotKey, in: stateFamily)
     var hardState =
       try db.get(Self.hardStateKey, in: stateFamily).map(RaftCodec.deserializeHardState) ?? HardState()
     if hardState.commit < metadata.index {
       hardState.commit = metadata.index
       batch.put(key: Self.hardStateKey, value: try RaftCodec.serialize(hardState), in: stateFamily)
+    }
+    try db.write(batch, sync: true)
+  }
+
+  public func beginSnapshotInstall(_ metadata: SnapshotMetadata?) throws {
+    var batch = WriteBatch()
+    if let metadata {
+      batch.put(key: Self.pendingSnapshotKey, value: try RaftCodec.serialize(metadata), in: stateFamily)
+    } else {
+      batch.delete(Self.pendingSnapshotKey, in: stateFamily)
     }
     try db.write(batch, sync: true)
   }
