@@ -156,6 +156,10 @@ final class RaftNodeTests: XCTestCase {
       try await cluster.restart(laggard, crash: crash)
       if let crash {
         try await cluster.waitUntil("the kill at install step \(step)") { crash.hasKilled }
+        let stopped = try await cluster.node(laggard).waitUntilStopped()
+        guard case .storage = stopped else {
+          return XCTFail("step \(step): a node whose disk failed reports \(String(describing: stopped))")
+        }
         await cluster.crash(laggard)
         try await cluster.restart(laggard)
       }

@@ -42,6 +42,9 @@ public actor RaftNode {
   private var tickTask: Task<Void, Never>?
   private var processing = false
   private var stopped = false
+  /// Why the node stopped itself, if it did: its storage failed.
+  private var failure: RaftNodeError?
+  private var stopWaiters: [CheckedContinuation<RaftNodeError?, Never>] = []
 
   private struct Waiter {
     var term: UInt64
@@ -157,6 +160,17 @@ public actor RaftNode {
     tickTask?.cancel()
     tickTask = nil
     failAll(.stopped)
+    for waiter in stopWaiters { waiter.resume(returning: failure) }
+    stopWaiters.removeAll()
+  }
+
+  /// Returns once the node has stopped: nil after `stop()`, the error if the node stopped
+  /// itself because its storage failed. A node whose disk refuses a write cannot keep Raft's
+  /// promises (its votes and acknowledgements must be durable), so it stops, and its process
+  /// should exit rather than go on answering with a frozen state.
+  public func waitUntilStopped() async -> RaftNodeError? {
+    if stopped { return failure }
+    return await withCheckedContinuation { stopWaiters.append($0) }
   }
 
   // MARK: - Observing
@@ -362,6 +376,7 @@ public actor RaftNode {
         // After stop() the owner may close the storage under in-flight work: not a failure.
         if !stopped {
           logger.critical("raft storage failed; stopping the node", metadata: ["error": "\(error)"])
+          failure = (error as? RaftNodeError) ?? .storage("\(error)")
           stop()
         }
       }

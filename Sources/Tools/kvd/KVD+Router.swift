@@ -42,7 +42,7 @@ extension KVD {
       metadata: [
         "api": "\(api)", "resp": "\(resp ?? "-")", "controllers": "\(controllerList.joined(separator: ","))",
       ])
-    await Self.waitForTermination()
+    await Termination.wait()
     logger.info("kvd shutting down")
     watcher.cancel()
     await redis?.close()

@@ -387,57 +387,22 @@ struct KVD: AsyncParsableCommand {
         metadata: ["api": "\(api)", "peer": "\(peerAddress)", "data": "\(directory)"])
     }
 
-    await Self.waitForTermination()
+    let failure = await Termination.wait(orUntilStopped: node)
     logger.info("kvd shutting down")
     await migration?.stop()
     await node.stop()
     for listener in listeners { await listener.close() }
     await transport.shutdown()
     db.close()
+    if let failure {
+      // Raft's promises rest on the disk: a node that cannot write stops serving altogether,
+      // and whatever supervises it sees a failed process, not a live one with a frozen state.
+      Self.fail("stopped: \(failure)")
+    }
   }
 
   static func fail(_ message: String) -> Never {
     FileHandle.standardError.write(Data("kvd: \(message)\n".utf8))
     Foundation.exit(1)
-  }
-
-  /// Returns on SIGINT or SIGTERM.
-  static func waitForTermination() async {
-    signal(SIGINT, SIG_IGN)
-    signal(SIGTERM, SIG_IGN)
-    let queue = DispatchQueue(label: "kvd.signals")
-    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-      let once = SignalOnce(continuation)
-      for number in [SIGINT, SIGTERM] {
-        let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
-        source.setEventHandler { once.fire() }
-        source.resume()
-        once.keep(source)
-      }
-    }
-  }
-}
-
-/// Resumes the waiting task on the first signal only, and keeps the signal sources alive.
-/// Every stored property is read and written only under `lock`.
-final class SignalOnce: @unchecked Sendable {
-  private let lock = NSLock()
-  private var continuation: CheckedContinuation<Void, Never>?
-  private var sources: [any DispatchSourceSignal] = []
-
-  init(_ continuation: CheckedContinuation<Void, Never>) { self.continuation = continuation }
-
-  func keep(_ source: any DispatchSourceSignal) {
-    lock.lock()
-    sources.append(source)
-    lock.unlock()
-  }
-
-  func fire() {
-    lock.lock()
-    let pending = continuation
-    continuation = nil
-    lock.unlock()
-    pending?.resume()
   }
 }
