@@ -177,6 +177,7 @@ final class RaftNodeTests: XCTestCase {
         expected.append(command(i))
       }
       try await cluster.waitForCommands(expected)
+      await cluster.shutdown()
     }
   }
 

@@ -14,6 +14,8 @@ public struct RaftNodeOptions: Sendable {
   public var retainedEntries = 1_000
   /// Upper bound on one decompressed snapshot piece, as a guard against a hostile sender.
   public var maxSnapshotPieceBytes = 64 << 20
+  /// Batching and pacing of the messages to each peer.
+  public var pipe = PeerPipeLimits()
 
   public init() {}
 }
@@ -65,9 +67,8 @@ public actor RaftNode {
   private var replayed = 0
   private var installedSnapshots = 0
 
-  private var outbox: [NodeID: [Message]] = [:]
-  private var flushing: Set<NodeID> = []
-  private static let maxOutboxMessages = 4096
+  /// One pipe per peer this node has sent to (see `PeerPipe`).
+  private var pipes: [NodeID: PeerPipe] = [:]
 
   private var outgoingSnapshots: Set<NodeID> = []
   private struct IncomingSnapshot {
@@ -160,6 +161,8 @@ public actor RaftNode {
     tickTask?.cancel()
     tickTask = nil
     failAll(.stopped)
+    for pipe in pipes.values { Task { await pipe.close() } }
+    pipes.removeAll()
     for waiter in stopWaiters { waiter.resume(returning: failure) }
     stopWaiters.removeAll()
   }
@@ -409,7 +412,7 @@ public actor RaftNode {
       metrics.snapshotsInstalled.increment()
       logger.info("installed snapshot", metadata: ["index": "\(metadata.index)"])
     }
-    if ready.messagesBeforePersisting { send(ready.messages) }
+    if ready.messagesBeforePersisting { await send(ready.messages) }
     if ready.hardState != nil || !ready.entries.isEmpty {
       let hardState = ready.hardState
       let entries = ready.entries
@@ -418,7 +421,7 @@ public actor RaftNode {
       try await io.run { try storage.save(hardState: hardState, entries: entries, sync: sync) }
       if sync { metrics.fsync.record(since: started) }
     }
-    if !ready.messagesBeforePersisting { send(ready.messages) }
+    if !ready.messagesBeforePersisting { await send(ready.messages) }
     if !ready.committedEntries.isEmpty {
       let entries = ready.committedEntries
       let results = try await io.run { try stateMachine.apply(entries) }
@@ -493,44 +496,43 @@ public actor RaftNode {
 
   // MARK: - Sending
 
-  private func send(_ messages: [Message]) {
+  /// Hands messages to their peers' pipes, in order (each pipe keeps the order it is given).
+  private func send(_ messages: [Message]) async {
+    guard !stopped else { return }
+    var byPeer: [NodeID: [Message]] = [:]
+    var peers: [NodeID] = []
     for message in messages {
       metrics.sent(message.kind).increment()
-      enqueue(message)
-    }
-  }
-
-  private func enqueue(_ message: Message) {
-    if message.kind == .snapshot {
-      startSnapshotTransfer(to: message.to, term: message.term)
-      return
-    }
-    var queue = outbox[message.to, default: []]
-    queue.append(message)
-    if queue.count > Self.maxOutboxMessages {
-      // A peer that cannot keep up loses its oldest messages; Raft retransmits what matters.
-      queue.removeFirst(queue.count - Self.maxOutboxMessages)
-    }
-    outbox[message.to] = queue
-    if !flushing.contains(message.to) {
-      flushing.insert(message.to)
-      let peer = message.to
-      Task { await self.flush(peer) }
-    }
-  }
-
-  /// Sends everything queued for `peer`, one batch per round trip, in order.
-  private func flush(_ peer: NodeID) async {
-    while !stopped, let batch = outbox[peer], !batch.isEmpty {
-      outbox[peer] = []
-      do {
-        try await transport.send(batch, to: peer)
-      } catch {
-        core.reportUnreachable(peer)
-        logger.trace("send failed", metadata: ["peer": "\(peer)", "error": "\(error)"])
+      if message.kind == .snapshot {
+        startSnapshotTransfer(to: message.to, term: message.term)
+        continue
       }
+      if byPeer[message.to] == nil { peers.append(message.to) }
+      byPeer[message.to, default: []].append(message)
     }
-    flushing.remove(peer)
+    for peer in peers {
+      guard let batch = byPeer[peer] else { continue }
+      await pipe(to: peer).send(batch)
+    }
+  }
+
+  private func pipe(to peer: NodeID) -> PeerPipe {
+    if let pipe = pipes[peer] { return pipe }
+    let pipe = PeerPipe(
+      peer: peer, transport: transport, limits: options.pipe,
+      heartbeat: options.tickInterval * options.raft.heartbeatTicks
+    ) { [weak self] peer, error in
+      await self?.peerFailed(peer, error)
+    }
+    pipes[peer] = pipe
+    return pipe
+  }
+
+  private func peerFailed(_ peer: NodeID, _ error: any Error) {
+    guard !stopped else { return }
+    core.reportUnreachable(peer)
+    logger.trace("send failed", metadata: ["peer": "\(peer)", "error": "\(error)"])
+    scheduleProcessing()
   }
 
   private func startSnapshotTransfer(to peer: NodeID, term: UInt64) {
@@ -553,9 +555,11 @@ public actor RaftNode {
       let transferID = UInt64.random(in: 1 ... .max)
       var sequence: UInt64 = 0
       while true {
-        let piece = try await snapshotIO.run { try reader.nextPiece() }
-        let data = try Zstd.compress(piece ?? [])
-        let isLast = piece == nil
+        // Reading and compressing run off the actor: a large image must not hold up the node.
+        let (data, isLast) = try await snapshotIO.run {
+          let piece = try reader.nextPiece()
+          return (try Zstd.compress(piece ?? []), piece == nil)
+        }
         let chunk = SnapshotChunk(
           from: id, to: peer, term: term, transferID: transferID, sequence: sequence, data: data,
           isLast: isLast, metadata: isLast ? metadata : nil)
