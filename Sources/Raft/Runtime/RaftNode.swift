@@ -23,12 +23,15 @@ public struct RaftNodeOptions: Sendable {
 /// Drives a `RaftCore` with a real clock, a `LogStorage`, a `StateMachine` and a
 /// `RaftTransport`.
 ///
-/// For every Ready, in order: install a received snapshot; persist entries and hard state in
-/// one write (synced unless only the commit index changed); only then send the messages (they
-/// may promise what was just persisted), except a leader's, which go out before its write so
-/// that its fsync and its followers' overlap; apply committed entries; release reads whose
-/// index is applied; advance the core. Blocking I/O runs on `IOQueue`, and the actor keeps
-/// stepping messages and taking proposals meanwhile, so many proposals share one fsync.
+/// For every Ready, in order: install a received snapshot (after every earlier entry is
+/// applied); persist entries and hard state in one write (synced unless only the commit index
+/// changed); only then send the messages (they may promise what was just persisted), except a
+/// leader's, which go out before its write so that its fsync and its followers' overlap (each
+/// peer's traffic flows through its own `PeerPipe`); hand committed entries to the state
+/// machine; advance the core. The state machine applies on its own serial queue while the next
+/// Ready is persisted; proposals resolve and reads are released as their index is applied.
+/// Blocking I/O runs on `IOQueue`s, and the actor keeps stepping messages and taking proposals
+/// meanwhile, so many proposals share one fsync.
 public actor RaftNode {
   public nonisolated let id: NodeID
   private var core: RaftCore
@@ -37,8 +40,15 @@ public actor RaftNode {
   private let transport: any RaftTransport
   private let options: RaftNodeOptions
   private let logger: Logger
+  /// The log storage's serial context (persisting Readies, compaction).
   private let io: IOQueue
+  /// The state machine's serial context (apply, sync, snapshots), so a Ready's entries are
+  /// persisted while the previous Ready's committed entries are applied.
+  private let applyIO: IOQueue
   private let snapshotIO: IOQueue
+  /// The last batch of committed entries handed to the state machine; each batch's task waits
+  /// for the one before, so batches apply in log order.
+  private var applyTail: Task<Void, Never>?
   private let metrics = RaftMetrics()
 
   private var tickTask: Task<Void, Never>?
@@ -96,6 +106,7 @@ public actor RaftNode {
     logger[metadataKey: "node"] = "\(id)"
     self.logger = logger
     self.io = IOQueue(label: "raft.io.\(id)")
+    self.applyIO = IOQueue(label: "raft.apply.\(id)")
     self.snapshotIO = IOQueue(label: "raft.snapshot.\(id)")
 
     let restored: RestoredState
@@ -376,12 +387,7 @@ public actor RaftNode {
         core.advance(ready)
         try await compactIfNeeded()
       } catch {
-        // After stop() the owner may close the storage under in-flight work: not a failure.
-        if !stopped {
-          logger.critical("raft storage failed; stopping the node", metadata: ["error": "\(error)"])
-          failure = (error as? RaftNodeError) ?? .storage("\(error)")
-          stop()
-        }
+        storageFailed(error)
       }
     }
     processing = false
@@ -398,15 +404,16 @@ public actor RaftNode {
         throw RaftNodeError.badSnapshot("accepted snapshot has no staged image")
       }
       let metadata = snapshot.metadata
+      // Everything committed before the snapshot is applied first (it is older state).
+      await applyTail?.value
+      guard !stopped else { return }
       // Three synced writes, each atomic: the intent, the state machine's new state, the log's
       // new position (clearing the intent). A restart after any prefix of them finds a log and
       // a state machine that agree (the restart rule in `init`), so no entry the state machine
       // already holds is applied again.
-      try await io.run {
-        try storage.beginSnapshotInstall(metadata)
-        try stateMachine.restore(metadata, from: pieces)
-        try storage.installSnapshot(metadata)
-      }
+      try await io.run { try storage.beginSnapshotInstall(metadata) }
+      try await applyIO.run { try stateMachine.restore(metadata, from: pieces) }
+      try await io.run { try storage.installSnapshot(metadata) }
       applied = metadata.index
       installedSnapshots += 1
       metrics.snapshotsInstalled.increment()
@@ -422,21 +429,7 @@ public actor RaftNode {
       if sync { metrics.fsync.record(since: started) }
     }
     if !ready.messagesBeforePersisting { await send(ready.messages) }
-    if !ready.committedEntries.isEmpty {
-      let entries = ready.committedEntries
-      let results = try await io.run { try stateMachine.apply(entries) }
-      replayed += entries.count { $0.index <= startupLastIndex }
-      for (entry, result) in zip(entries, results) {
-        guard let waiter = proposals.removeValue(forKey: entry.index) else { continue }
-        if entry.term == waiter.term {
-          waiter.continuation.resume(returning: result)
-        } else {
-          waiter.continuation.resume(throwing: RaftNodeError.leadershipLost)
-        }
-      }
-      if let last = entries.last { applied = last.index }
-      metrics.appliedEntries.increment(by: entries.count)
-    }
+    if !ready.committedEntries.isEmpty { startApplying(ready.committedEntries) }
     for read in ready.readStates {
       guard let readID = BigEndian.uint64(from: read.context),
         let waiter = reads.removeValue(forKey: readID)
@@ -444,6 +437,51 @@ public actor RaftNode {
       confirmedReads.append((read.index, waiter))
     }
     releaseAppliedReads()
+  }
+
+  // MARK: - Applying
+
+  /// Hands committed entries to the state machine without waiting for them: the next Ready
+  /// is persisted meanwhile. Batches apply in order (each waits for the one before), and the
+  /// core may be advanced at once: it only needs to know they were handed out.
+  private func startApplying(_ entries: [Entry]) {
+    let previous = applyTail
+    applyTail = Task {
+      await previous?.value
+      await self.apply(entries)
+    }
+  }
+
+  private func apply(_ entries: [Entry]) async {
+    guard !stopped else { return }
+    let stateMachine = self.stateMachine
+    let results: [[UInt8]]
+    do {
+      results = try await applyIO.run { try stateMachine.apply(entries) }
+    } catch {
+      storageFailed(error)
+      return
+    }
+    replayed += entries.count { $0.index <= startupLastIndex }
+    for (entry, result) in zip(entries, results) {
+      guard let waiter = proposals.removeValue(forKey: entry.index) else { continue }
+      if entry.term == waiter.term {
+        waiter.continuation.resume(returning: result)
+      } else {
+        waiter.continuation.resume(throwing: RaftNodeError.leadershipLost)
+      }
+    }
+    if let last = entries.last { applied = max(applied, last.index) }
+    metrics.appliedEntries.increment(by: entries.count)
+    releaseAppliedReads()
+  }
+
+  private func storageFailed(_ error: any Error) {
+    // After stop() the owner may close the storage under in-flight work: not a failure.
+    guard !stopped else { return }
+    logger.critical("raft storage failed; stopping the node", metadata: ["error": "\(error)"])
+    failure = (error as? RaftNodeError) ?? .storage("\(error)")
+    stop()
   }
 
   private func releaseAppliedReads() {
@@ -486,10 +524,8 @@ public actor RaftNode {
     guard target >= core.firstIndex, let metadata = core.snapshotMetadata(at: target) else { return }
     let storage = self.storage
     let stateMachine = self.stateMachine
-    try await io.run {
-      try stateMachine.sync()
-      try storage.compact(through: metadata)
-    }
+    try await applyIO.run { try stateMachine.sync() }
+    try await io.run { try storage.compact(through: metadata) }
     core.compact(through: target)
     logger.debug("compacted log", metadata: ["through": "\(target)"])
   }
@@ -548,7 +584,7 @@ public actor RaftNode {
     }
     do {
       let stateMachine = self.stateMachine
-      let reader = try await io.run { try stateMachine.makeSnapshot() }
+      let reader = try await applyIO.run { try stateMachine.makeSnapshot() }
       guard let metadata = core.snapshotMetadata(at: reader.index) else {
         throw RaftNodeError.badSnapshot("no metadata for index \(reader.index)")
       }
