@@ -23,7 +23,7 @@ final class Figure8Tests: XCTestCase {
       let config = oneEntryPerMessage
       let sim = makeSimulation(seed: seed, nodes: 5, config: config)
       sim.one(command("f8-base"), expected: 5)
-      guard let l1 = sim.leader else { continue }
+      guard let l1 = sim.requireLeader() else { continue }
       let others = sim.ids.filter { $0 != l1 }
       let partner = others[0]
       let majority = Array(others.dropFirst())

@@ -11,7 +11,7 @@ final class LeadershipTransferTests: XCTestCase {
     for seed in SimEnvironment.seeds([1, 2, 3]) {
       let sim = makeSimulation(seed: seed, nodes: 5)
       sim.one(command("t-0"), expected: 5)
-      guard let leader = sim.leader else { continue }
+      guard let leader = sim.requireLeader() else { continue }
       let term = sim.core(leader)!.term
       let target = sim.rng.element(of: sim.ids.filter { $0 != leader })!
       do {
@@ -42,7 +42,7 @@ final class LeadershipTransferTests: XCTestCase {
     for seed in SimEnvironment.seeds([1, 2, 3]) {
       let sim = makeSimulation(seed: seed, nodes: 3, compactAbove: 10)
       sim.one(command("lag-0"), expected: 3)
-      guard let leader = sim.leader else { continue }
+      guard let leader = sim.requireLeader() else { continue }
       let target = sim.ids.first { $0 != leader }!
       sim.isolate(target)
       for i in 1...40 { sim.one(command("lag-\(i)"), expected: 2) }
@@ -90,7 +90,7 @@ final class LeadershipTransferTests: XCTestCase {
     for seed in SimEnvironment.seeds([1, 2, 3]) {
       let sim = makeSimulation(seed: seed, nodes: 5)
       sim.one(command("u-0"), expected: 5)
-      guard let leader = sim.leader else { continue }
+      guard let leader = sim.requireLeader() else { continue }
       let term = sim.core(leader)!.term
       let target = sim.ids.first { $0 != leader }!
       sim.isolate(target)
@@ -122,7 +122,7 @@ final class LeadershipTransferTests: XCTestCase {
     for seed in SimEnvironment.seeds([1]) {
       let sim = makeSimulation(seed: seed, nodes: 3, standby: 2)
       sim.one(command("i-0"), expected: 3)
-      guard let leader = sim.leader else { continue }
+      guard let leader = sim.requireLeader() else { continue }
       sim.changeMembership(.addLearner("n4"))
       let follower = sim.ids.first { $0 != leader && sim.core(leader)!.membership.isVoter($0) }!
       func attempt(_ target: NodeID, at id: NodeID) -> RaftError? {

@@ -26,7 +26,7 @@ final class MembershipTests: XCTestCase {
       let sim = makeSimulation(seed: seed, nodes: 3, standby: 1, compactAbove: 20)
       let newcomer: NodeID = "n4"
       for i in 0..<60 where !sim.halted { sim.one(command("ml-\(i)"), expected: 3) }
-      guard let leader = sim.leader else { continue }
+      guard let leader = sim.requireLeader() else { continue }
       sim.expect(sim.core(leader)!.firstIndex > 2, "the leader never compacted its log")
       let snapshots = countSnapshots(to: newcomer, in: sim)
 
@@ -53,7 +53,7 @@ final class MembershipTests: XCTestCase {
           "\(id) has voters \(sim.core(id)!.membership.voters)")
       }
       // Four voters need three: with one original voter cut off, commits need the newcomer.
-      guard let leader2 = sim.leader else { continue }
+      guard let leader2 = sim.requireLeader() else { continue }
       let cut = sim.ids.first { $0 != leader2 && $0 != newcomer }!
       sim.isolate(cut)
       let index = sim.one(command("ml-needs-newcomer"), expected: 3)
@@ -72,11 +72,13 @@ final class MembershipTests: XCTestCase {
       let sim = makeSimulation(seed: seed, nodes: 3, standby: 1)
       let learner: NodeID = "n4"
       sim.one(command("ll-0"), expected: 3)
-      guard sim.changeMembership(.addLearner(learner)) != nil, let leader = sim.leader else { continue }
+      guard sim.changeMembership(.addLearner(learner)) != nil, let leader = sim.requireLeader() else {
+        continue
+      }
       sim.one(command("ll-1"), expected: 4)
       // Leader and learner alone: two of four nodes, but only one of the three voters.
       for id in sim.ids where id != leader && id != learner { sim.isolate(id) }
-      guard let index = sim.propose(command("ll-2"), at: leader) else { continue }
+      guard let index = sim.requirePropose(command("ll-2"), at: leader) else { continue }
       sim.run(sim.config.electionTicks - 1)
       sim.expect(sim.core(learner)!.lastIndex >= index, "the learner did not receive \(index)")
       sim.expect(sim.core(leader)!.commitIndex < index, "\(index) committed with a learner in the quorum")
@@ -99,7 +101,7 @@ final class MembershipTests: XCTestCase {
     for seed in SimEnvironment.seeds([1, 2, 3]) {
       let sim = makeSimulation(seed: seed, nodes: 5, standby: 1, compactAbove: 30)
       sim.one(command("rm-0"), expected: 5)
-      guard let leader = sim.leader else { continue }
+      guard let leader = sim.requireLeader() else { continue }
       let followers = sim.ids.filter { $0 != leader && $0 != "n6" }
       guard sim.changeMembership(.addLearner("n6"), load: "rm-a") != nil else { continue }
       var removed: [NodeID] = []
@@ -107,7 +109,7 @@ final class MembershipTests: XCTestCase {
         guard sim.changeMembership(.remove(victim), load: "rm-\(victim)") != nil else { break }
         removed.append(victim)
       }
-      guard removed.count == 3, let leader2 = sim.leader else { continue }
+      guard removed.count == 3, let leader2 = sim.requireLeader() else { continue }
       let members = sim.core(leader2)!.membership
       sim.expect(members.voters.count == 3 && members.learners.isEmpty, "membership is \(members)")
       let term = sim.core(leader2)!.term
@@ -137,7 +139,7 @@ final class MembershipTests: XCTestCase {
     for seed in SimEnvironment.seeds([1, 2, 3, 4, 5]) {
       let sim = makeSimulation(seed: seed, nodes: 5)
       sim.one(command("self-0"), expected: 5)
-      guard let leader = sim.leader else { continue }
+      guard let leader = sim.requireLeader() else { continue }
       let term = sim.core(leader)!.term
       guard let index = try? sim.proposeMembershipChange(.remove(leader), at: leader) else {
         sim.fail("\(leader) refused to remove itself")
@@ -179,7 +181,7 @@ final class MembershipTests: XCTestCase {
     for seed in SimEnvironment.seeds([1, 2]) {
       let sim = makeSimulation(seed: seed, nodes: 3, standby: 2)
       sim.one(command("v-0"), expected: 3)
-      guard let leader = sim.leader else { continue }
+      guard let leader = sim.requireLeader() else { continue }
       let follower = sim.ids.first { $0 != leader && $0 != "n4" && $0 != "n5" }!
       func attempt(_ change: MembershipChange, at id: NodeID) -> RaftError? {
         do {

@@ -20,7 +20,7 @@ final class ReadIndexTests: XCTestCase {
       let sim = makeSimulation(seed: seed, nodes: 3)
       var lastWrite: UInt64 = 0
       for i in 0..<5 { lastWrite = sim.one(command("rw-\(i)"), expected: 3) ?? lastWrite }
-      guard let leader = sim.leader else { continue }
+      guard let leader = sim.requireLeader() else { continue }
       let context = command("read-leader")
       sim.expect(sim.readIndex(at: leader, context: context), "the leader refused a read")
       sim.expect(
@@ -37,10 +37,10 @@ final class ReadIndexTests: XCTestCase {
     for seed in SimEnvironment.seeds([1, 2, 3]) {
       let sim = makeSimulation(seed: seed, nodes: 3)
       sim.one(command("fw-0"), expected: 3)
-      guard let leader = sim.leader else { continue }
+      guard let leader = sim.requireLeader() else { continue }
       let follower = sim.ids.first { $0 != leader }!
       // A write the follower has not applied yet when its read is answered.
-      guard sim.propose(command("fw-1"), at: leader) != nil else { continue }
+      guard sim.requirePropose(command("fw-1"), at: leader) != nil else { continue }
       let context = command("read-follower")
       sim.expect(sim.readIndex(at: follower, context: context), "the follower refused a read")
       let released = sim.run(until: { self.served(sim, at: follower, context) != nil }, maxSteps: 20)
@@ -61,7 +61,7 @@ final class ReadIndexTests: XCTestCase {
           electionTicks: 10, heartbeatTicks: 2, checkQuorum: checkQuorum, unreachableTicks: 10)
         let sim = makeSimulation(seed: seed, nodes: 5, config: config)
         sim.one(command("stale-v1"), expected: 5)
-        guard let old = sim.leader else { continue }
+        guard let old = sim.requireLeader() else { continue }
         let others = sim.ids.filter { $0 != old }
         let minority = [old, others[0]]
         let majority = Array(others.dropFirst())

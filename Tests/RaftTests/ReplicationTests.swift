@@ -24,7 +24,7 @@ final class ReplicationTests: XCTestCase {
     for seed in SimEnvironment.seeds([1, 2, 3]) {
       let sim = makeSimulation(seed: seed, nodes: 3)
       sim.one(command("a-101"), expected: 3)
-      guard let leader = sim.leader else { continue }
+      guard let leader = sim.requireLeader() else { continue }
       let follower = sim.ids.first { $0 != leader }!
       sim.isolate(follower)
       for i in 102...105 { sim.one(command("a-\(i)"), expected: 2) }
@@ -38,7 +38,7 @@ final class ReplicationTests: XCTestCase {
     for seed in SimEnvironment.seeds([1, 2, 3]) {
       let sim = makeSimulation(seed: seed, nodes: 5)
       sim.one(command("m-10"), expected: 5)
-      guard let leader = sim.leader else { continue }
+      guard let leader = sim.requireLeader() else { continue }
       let followers = sim.ids.filter { $0 != leader }
       followers.prefix(3).forEach(sim.isolate)
       guard let index = sim.propose(command("m-20"), at: leader) else {
@@ -80,7 +80,7 @@ final class ReplicationTests: XCTestCase {
     for seed in SimEnvironment.seeds([1, 2, 3]) {
       let sim = makeSimulation(seed: seed, nodes: 3)
       sim.one(command("r-101"), expected: 3)
-      guard let leader1 = sim.leader else { continue }
+      guard let leader1 = sim.requireLeader() else { continue }
       sim.isolate(leader1)
       // Proposals the old leader accepts but can never commit.
       let orphans = (102...104).map { command("r-orphan-\($0)") }
@@ -112,7 +112,7 @@ final class ReplicationTests: XCTestCase {
     for seed in SimEnvironment.seeds([1, 2, 3]) {
       let sim = makeSimulation(seed: seed, nodes: 5)
       sim.one(command("b-start"), expected: 5)
-      guard let leader1 = sim.leader else { continue }
+      guard let leader1 = sim.requireLeader() else { continue }
       let others = sim.ids.filter { $0 != leader1 }
       // The leader and one follower are left alone with 50 entries that never commit.
       others[1...3].forEach(sim.isolate)
@@ -124,7 +124,7 @@ final class ReplicationTests: XCTestCase {
       others[1...3].forEach(sim.reconnect)
       for i in 0..<50 { sim.one(command("b-ok1-\(i)"), expected: 3) }
       // Their leader and one follower: 50 more entries that never commit.
-      guard let leader2 = sim.leader else { continue }
+      guard let leader2 = sim.requireLeader() else { continue }
       let third = others[1...3].first { $0 != leader2 }!
       sim.isolate(third)
       for i in 0..<50 { sim.propose(command("b-lost2-\(i)"), at: leader2) }
@@ -184,7 +184,7 @@ final class ReplicationTests: XCTestCase {
     for seed in SimEnvironment.seeds([1, 2, 3]) {
       let sim = makeSimulation(seed: seed, nodes: 3)
       sim.one(command("lost-0"), expected: 3)
-      guard let leader = sim.leader else { continue }
+      guard let leader = sim.requireLeader() else { continue }
       let follower = sim.ids.first { $0 != leader }!
       // Drop every append to the follower, and then every answer from it, once each.
       var dropAppend = true
@@ -195,7 +195,7 @@ final class ReplicationTests: XCTestCase {
         }
         return true
       }
-      guard let index = sim.propose(command("lost-1"), at: leader) else { continue }
+      guard let index = sim.requirePropose(command("lost-1"), at: leader) else { continue }
       let caughtUp = sim.run(until: { sim.node(follower).stateMachine.applied >= index }, maxSteps: 60)
       sim.expect(caughtUp, "\(follower) never got entry \(index) after its append was lost")
       // Both followers' answers for the next entry are lost: nothing commits it but the
@@ -209,7 +209,7 @@ final class ReplicationTests: XCTestCase {
         }
         return true
       }
-      guard let index2 = sim.propose(command("lost-2"), at: leader) else { continue }
+      guard let index2 = sim.requirePropose(command("lost-2"), at: leader) else { continue }
       let committed = sim.run(
         until: { sim.ids.allSatisfy { sim.node($0).stateMachine.applied >= index2 } }, maxSteps: 60)
       sim.expect(committed, "entry \(index2) never committed after the answers were lost")
@@ -225,7 +225,7 @@ final class ReplicationTests: XCTestCase {
         config: RaftConfig(electionTicks: 10, heartbeatTicks: 2, maxInflightMessages: 4, unreachableTicks: 10)
       )
       sim.one(command("window-0"), expected: 3)
-      guard let leader = sim.leader else { continue }
+      guard let leader = sim.requireLeader() else { continue }
       let follower = sim.ids.first { $0 != leader }!
       sim.isolate(follower)
       for i in 1...10 { sim.one(command("window-\(i)"), expected: 2) }
@@ -243,18 +243,18 @@ final class ReplicationTests: XCTestCase {
       for id in sim.ids { sim.crash(id) }
       for id in sim.ids { sim.restart(id) }
       sim.one(command("p-12"), expected: 3)
-      guard let leader1 = sim.leader else { continue }
+      guard let leader1 = sim.requireLeader() else { continue }
       sim.crash(leader1)
       sim.restart(leader1)
       sim.one(command("p-13"), expected: 3)
-      guard let leader2 = sim.leader else { continue }
+      guard let leader2 = sim.requireLeader() else { continue }
       sim.crash(leader2)
       sim.one(command("p-14"), expected: 2)
       sim.restart(leader2)
       sim.run(
         until: { sim.node(leader2).stateMachine.applied >= sim.core(sim.leader ?? leader2)!.commitIndex },
         maxSteps: 100)
-      guard let leader3 = sim.leader else { continue }
+      guard let leader3 = sim.requireLeader() else { continue }
       let other = sim.ids.first { $0 != leader3 }!
       sim.crash(other)
       sim.one(command("p-15"), expected: 2)

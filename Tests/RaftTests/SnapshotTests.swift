@@ -28,7 +28,7 @@ final class SnapshotTests: XCTestCase {
     for seed in SimEnvironment.seeds([1, 2, 3]) {
       let sim = makeSimulation(seed: seed, nodes: 3, compactAbove: compactAbove)
       sim.one(command("d-0"), expected: 3)
-      guard let leader = sim.leader else { continue }
+      guard let leader = sim.requireLeader() else { continue }
       let follower = sim.ids.first { $0 != leader }!
       sim.isolate(follower)
       for i in 1...60 { sim.one(command("d-\(i)"), expected: 2) }
@@ -48,7 +48,7 @@ final class SnapshotTests: XCTestCase {
     for seed in SimEnvironment.seeds([1, 2, 3]) {
       let sim = makeSimulation(seed: seed, nodes: 3, compactAbove: compactAbove)
       sim.one(command("c-0"), expected: 3)
-      guard let leader = sim.leader else { continue }
+      guard let leader = sim.requireLeader() else { continue }
       let follower = sim.ids.first { $0 != leader }!
       sim.crash(follower)
       for i in 1...60 { sim.one(command("c-\(i)"), expected: 2) }

@@ -572,6 +572,30 @@ final class RaftSimulation {
     }
   }
 
+  /// The live leader of the highest term; when there is none, a failure: a scenario that needs
+  /// a leader must not pass quietly without one.
+  func requireLeader(file: StaticString = #filePath, line: UInt = #line) -> NodeID? {
+    guard let leader else {
+      fail("no leader", file: file, line: line)
+      return nil
+    }
+    return leader
+  }
+
+  /// `propose`, with a failure when no live leader (or the given node) takes the command.
+  @discardableResult
+  func requirePropose(
+    _ bytes: [UInt8], at id: NodeID? = nil, file: StaticString = #filePath, line: UInt = #line
+  ) -> UInt64? {
+    guard let index = propose(bytes, at: id) else {
+      fail(
+        "\(id.map { "\($0)" } ?? "no leader") refused \(String(decoding: bytes, as: UTF8.self))", file: file,
+        line: line)
+      return nil
+    }
+    return index
+  }
+
   /// Runs until `candidates` (default: the live, connected nodes) have a leader, which is
   /// then returned, or fails.
   @discardableResult
