@@ -12,6 +12,10 @@ public protocol LogStorage: AnyObject, Sendable {
   func save(hardState: HardState?, entries: [Entry], sync: Bool) throws
   func installSnapshot(_ metadata: SnapshotMetadata) throws
   func compact(through metadata: SnapshotMetadata) throws
+  /// The group's cluster id (`ClusterIdentity`), 0 when none was ever saved.
+  func loadClusterID() throws -> UInt64
+  /// Records the cluster id, durably.
+  func saveClusterID(_ id: UInt64) throws
 }
 
 /// The contents of a `LogStorage`.
