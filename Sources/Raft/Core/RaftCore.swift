@@ -295,7 +295,8 @@ public struct RaftCore: Sendable {
         }
       }
     case .appendResponse where m.term == term && !m.reject && m.index > log.lastIndex:
-      throw .unsolicitedResponse("append acknowledged through \(m.index), past the last index \(log.lastIndex)")
+      throw .unsolicitedResponse(
+        "append acknowledged through \(m.index), past the last index \(log.lastIndex)")
     case .heartbeatResponse where m.term == term && m.readRound > readRound:
       throw .unsolicitedResponse("read round \(m.readRound) not started")
     case .readIndexResponse where m.from != leader:

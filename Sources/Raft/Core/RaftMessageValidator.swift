@@ -64,12 +64,15 @@ public enum RaftInputError: Error, Hashable, Sendable, CustomStringConvertible {
     case .notMember(let from): return "sender \(from) is not a member of this node's configuration"
     case .termOrIndexTooLarge(let value): return "term or index \(value) is out of range"
     case .tooManyEntries(let count, let limit): return "\(count) entries exceed the limit of \(limit)"
-    case .entriesTooLarge(let bytes, let limit): return "\(bytes) bytes of entries exceed the limit of \(limit)"
+    case .entriesTooLarge(let bytes, let limit):
+      return "\(bytes) bytes of entries exceed the limit of \(limit)"
     case .entriesNotContiguous(let expected, let found):
       return "entries are not contiguous: expected index \(expected), found \(found)"
     case .entryTermOutOfOrder(let index, let term): return "entry \(index) has out-of-order term \(term)"
-    case .logTermAboveTerm(let logTerm, let term): return "log term \(logTerm) is above the message term \(term)"
-    case .contextTooLarge(let bytes, let limit): return "context of \(bytes) bytes exceeds the limit of \(limit)"
+    case .logTermAboveTerm(let logTerm, let term):
+      return "log term \(logTerm) is above the message term \(term)"
+    case .contextTooLarge(let bytes, let limit):
+      return "context of \(bytes) bytes exceeds the limit of \(limit)"
     case .tooManyMembers(let count, let limit): return "membership of \(count) exceeds the limit of \(limit)"
     case .snapshotMissing: return "snapshot message without a snapshot"
     case .invalidSnapshot(let why): return "invalid snapshot: \(why)"
@@ -119,7 +122,9 @@ public enum RaftMessageValidator {
     var previousTerm = m.logTerm
     var bytes = 0
     for entry in m.entries {
-      guard entry.index == expected else { throw .entriesNotContiguous(expected: expected, found: entry.index) }
+      guard entry.index == expected else {
+        throw .entriesNotContiguous(expected: expected, found: entry.index)
+      }
       guard entry.term >= max(previousTerm, 1), entry.term <= m.term else {
         throw .entryTermOutOfOrder(index: entry.index, term: entry.term)
       }

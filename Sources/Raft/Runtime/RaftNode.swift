@@ -178,6 +178,8 @@ public actor RaftNode {
   public var leader: NodeID? { core.leader }
   public var isLeader: Bool { core.role == .leader }
   public var membership: Membership { core.membership }
+  /// Bytes of this leader's proposals waiting to be applied (see `maxUncommittedBytes`).
+  public var uncommittedProposalBytes: Int { proposalBytes }
   /// This node's cluster id (`ClusterIdentity`; 0 while it has none).
   public var clusterID: UInt64 { identity.id }
   public var appliedIndex: UInt64 { applied }

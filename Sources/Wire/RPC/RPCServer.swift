@@ -73,7 +73,8 @@ public final class RPCServer: Sendable {
             RPCServerHandler(core: core),
           ])
           if let idle = configuration.limits.idleTimeout {
-            let nanoseconds = idle.components.seconds * 1_000_000_000 + idle.components.attoseconds / 1_000_000_000
+            let nanoseconds =
+              idle.components.seconds * 1_000_000_000 + idle.components.attoseconds / 1_000_000_000
             try channel.pipeline.syncOperations.addHandler(
               IdleStateHandler(allTimeout: .nanoseconds(nanoseconds)), position: .first)
           }
