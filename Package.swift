@@ -134,7 +134,13 @@ let package = Package(
       name: "RouterTests", dependencies: ["Router", "ShardKV", "ShardCtrler", "Raft", "Storage", "Wire"]),
     // Real kvd processes on loopback, driven through kvctl; depends on the tools so that
     // `swift build --build-tests` builds them.
-    .testTarget(name: "ProcessTests", dependencies: ["kvd", "kvctl"]),
+    // Raft, Storage and Wire for the forged peer of HostilePeerProcessTests (real frames).
+    .testTarget(
+      name: "ProcessTests",
+      dependencies: [
+        "kvd", "kvctl", "Raft", "Storage", "Wire",
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      ]),
   ],
   swiftLanguageModes: [.v6]
 )
