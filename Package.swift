@@ -120,6 +120,13 @@ let package = Package(
     // libFuzzer target for the RESP request parser: scripts/fuzz.sh builds it with
     // `-sanitize=fuzzer,address -DFUZZING`; the ordinary build makes a replayer of fuzz inputs.
     .executableTarget(name: "RESPFuzz", dependencies: ["RESP"], path: "Sources/Fuzz/RESPFuzz"),
+    // libFuzzer targets for hostile peer input, built the same way: the Raft codec, validator
+    // and core step (RaftFuzz); the RPC frame decoder (FrameFuzz).
+    .executableTarget(name: "RaftFuzz", dependencies: ["Raft"], path: "Sources/Fuzz/RaftFuzz"),
+    .executableTarget(
+      name: "FrameFuzz",
+      dependencies: ["Wire", .product(name: "NIOCore", package: "swift-nio")],
+      path: "Sources/Fuzz/FrameFuzz"),
     .testTarget(name: "SeededTests", dependencies: ["Seeded"]),
     .testTarget(name: "RESPTests", dependencies: ["RESP"]),
     .testTarget(name: "ClusterConfigTests", dependencies: ["ClusterConfig"]),
@@ -134,7 +141,13 @@ let package = Package(
       name: "RouterTests", dependencies: ["Router", "ShardKV", "ShardCtrler", "Raft", "Storage", "Wire"]),
     // Real kvd processes on loopback, driven through kvctl; depends on the tools so that
     // `swift build --build-tests` builds them.
-    .testTarget(name: "ProcessTests", dependencies: ["kvd", "kvctl"]),
+    // Raft, Storage and Wire for the forged peer of HostilePeerProcessTests (real frames).
+    .testTarget(
+      name: "ProcessTests",
+      dependencies: [
+        "kvd", "kvctl", "Raft", "Storage", "Wire",
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      ]),
   ],
   swiftLanguageModes: [.v6]
 )

@@ -79,12 +79,23 @@ public final class ZstdDecompressor {
   private var isFinished = false
   private let outputChunkSize = ZSTD_DStreamOutSize()
 
-  /// - Parameter maxOutputSize: the most bytes all calls together may return; the input is
-  ///   untrusted, and a tiny frame can expand to gigabytes.
-  public init(maxOutputSize: Int) throws(CompressionError) {
+  /// The largest window (log2 bytes) a frame may ask for: the decoder allocates that much
+  /// before producing anything, so an untrusted frame must not choose it freely. 8 MiB covers
+  /// every frame `Zstd.compress` writes (its levels use at most a 2 MiB window for our sizes).
+  public static let defaultMaxWindowLog: Int32 = 23
+
+  /// - Parameters:
+  ///   - maxOutputSize: the most bytes all calls together may return; the input is untrusted,
+  ///     and a tiny frame can expand to gigabytes.
+  ///   - maxWindowLog: frames asking for a larger window fail instead of allocating it.
+  public init(maxOutputSize: Int, maxWindowLog: Int32 = defaultMaxWindowLog) throws(CompressionError) {
     guard let context = ZSTD_createDCtx() else { throw .allocationFailed }
     self.context = context
     self.maxOutputSize = maxOutputSize
+    let result = ZSTD_DCtx_setParameter(context, ZSTD_d_windowLogMax, maxWindowLog)
+    if ZSTD_isError(result) != 0 {
+      throw .zstd(operation: "set window limit", message: String(cString: ZSTD_getErrorName(result)))
+    }
   }
 
   deinit {

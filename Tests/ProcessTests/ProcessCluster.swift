@@ -116,6 +116,12 @@ final class ProcessCluster {
     return process.terminationStatus
   }
 
+  /// The process id of node `i` while it runs.
+  func pid(_ i: Int) -> Int32? {
+    guard let process = processes[i], process.isRunning else { return nil }
+    return process.processIdentifier
+  }
+
   /// Kills node `i` with SIGKILL (only while its process runs: an exited one's pid may have
   /// been reused) and waits for it; the log records which it was.
   func kill9(_ i: Int) {

@@ -20,7 +20,7 @@ private final class RecordingRaftTransport: RaftTransport {
   var batches: [[Message]] { state.withLock { $0.batches } }
   var delivered: [Message] { batches.flatMap { $0 } }
 
-  func send(_ messages: [Message], to peer: NodeID) async throws {
+  func send(_ messages: [Message], clusterID: UInt64, to peer: NodeID) async throws {
     let size = try RaftCodec.serialize(messages).count
     guard size <= Self.frameLimit else { throw RaftCodecError.malformed("frame of \(size) bytes") }
     let held = state.withLock { state in
@@ -64,7 +64,7 @@ final class PeerPipeTests: XCTestCase {
       peer: "b:1", transport: transport, limits: PeerPipeLimits(), heartbeat: .milliseconds(50)
     ) { _, _ in failures.withLock { $0 += 1 } }
     let messages = (1...40).map { append(UInt64($0), bytes: 1 << 20) }
-    await pipe.send(messages)
+    await pipe.send(messages, clusterID: 1)
     try await waitUntil("40 messages delivered") { transport.delivered.count == 40 }
     XCTAssertEqual(transport.delivered.map(\.index), messages.map(\.index), "delivered out of order")
     XCTAssertGreaterThan(transport.batches.count, 1)
@@ -83,10 +83,10 @@ final class PeerPipeTests: XCTestCase {
     let pipe = PeerPipe(peer: "b:1", transport: transport, limits: limits, heartbeat: .milliseconds(50)) {
       _, _ in
     }
-    await pipe.send([append(1, bytes: 10)])
+    await pipe.send([append(1, bytes: 10)], clusterID: 1)
     try await waitUntil("the first batch") { transport.delivered.count == 1 }
     let started = ContinuousClock.now
-    await pipe.send([append(2, bytes: 10)])
+    await pipe.send([append(2, bytes: 10)], clusterID: 1)
     try await waitUntil("the second batch", timeout: .seconds(3)) { transport.delivered.count == 2 }
     XCTAssertLessThan(ContinuousClock.now - started, .seconds(2))
   }
@@ -101,7 +101,7 @@ final class PeerPipeTests: XCTestCase {
     let pipe = PeerPipe(peer: "b:1", transport: transport, limits: limits, heartbeat: .milliseconds(50)) {
       _, _ in
     }
-    for index in 1...200 { await pipe.send([append(UInt64(index), bytes: 64 << 10)]) }
+    for index in 1...200 { await pipe.send([append(UInt64(index), bytes: 64 << 10)], clusterID: 1) }
     try await waitUntil("the window to fill") { transport.batches.count == 2 }
     try await Task.sleep(for: .milliseconds(50))
     XCTAssertEqual(transport.batches.count, 2, "more than the window in flight")

@@ -91,6 +91,8 @@ final class CountingLogStorage: LogStorage {
     try crash?.check()
     try base.compact(through: metadata)
   }
+  func loadClusterID() throws -> UInt64 { try base.loadClusterID() }
+  func saveClusterID(_ id: UInt64) throws { try base.saveClusterID(id) }
 }
 
 /// Real `RaftNode`s on RocksDB in one process, over the fault-injecting in-memory network, in

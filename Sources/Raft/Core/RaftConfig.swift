@@ -15,6 +15,8 @@ public struct RaftConfig: Hashable, Sendable {
   public var checkQuorum: Bool = true
   /// A peer not heard from for longer than this is reported unreachable.
   public var unreachableTicks: Int = 10
+  /// What one message from the network may carry (see `RaftMessageValidator`).
+  public var inputLimits = RaftInputLimits()
 
   public init(
     electionTicks: Int = 10, heartbeatTicks: Int = 1, maxInflightMessages: Int = 256,

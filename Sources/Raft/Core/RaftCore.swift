@@ -252,9 +252,65 @@ public struct RaftCore: Sendable {
     progress[peer] = pr
   }
 
-  /// Feeds one message from the network.
-  public mutating func step(_ m: Message) {
-    guard m.to == id, m.from != id else { return }
+  /// Feeds one message from the network. A message that fails `RaftMessageValidator`, comes
+  /// from outside this node's configuration (its newest or its committed one) or contradicts
+  /// its committed log is dropped: it
+  /// changes nothing (not the term, the leader, nor the peers heard from) and the outcome says
+  /// why. A standby (no configuration yet) hears only leader traffic: appends, heartbeats and
+  /// snapshots, from whichever leader adds it.
+  @discardableResult
+  public mutating func step(_ m: Message) -> StepOutcome {
+    do {
+      try RaftMessageValidator.validate(m, limits: config.inputLimits)
+      try checkSender(of: m)
+      try checkAgainstState(m)
+    } catch {
+      return .dropped(error)
+    }
+    stepValidated(m)
+    return .accepted
+  }
+
+  private func checkSender(of m: Message) throws(RaftInputError) {
+    guard m.to == id else { throw .wrongRecipient(m.to) }
+    guard m.from != id else { throw .fromSelf }
+    if membership.isEmpty {
+      switch m.kind {
+      case .append, .heartbeat, .snapshot: return
+      default: throw .notMember(m.from)
+      }
+    }
+    // The newest configuration may be an uncommitted entry that a new leader will truncate:
+    // members of the committed configuration are heard as well, or a node holding such an
+    // entry could never hear the leader that replaces it.
+    guard membership.contains(m.from) || log.membership(at: log.committed).contains(m.from) else {
+      throw .notMember(m.from)
+    }
+  }
+
+  /// Checks that need this node's state: nothing committed is overwritten, and a response
+  /// acknowledges only what this node sent.
+  private func checkAgainstState(_ m: Message) throws(RaftInputError) {
+    switch m.kind {
+    case .append where m.term >= term:
+      for entry in m.entries where entry.index <= log.committed {
+        if let existing = log.term(at: entry.index), existing != entry.term {
+          throw .conflictsWithCommitted(index: entry.index)
+        }
+      }
+    case .appendResponse where m.term == term && !m.reject && m.index > log.lastIndex:
+      throw .unsolicitedResponse(
+        "append acknowledged through \(m.index), past the last index \(log.lastIndex)")
+    case .heartbeatResponse where m.term == term && m.readRound > readRound:
+      throw .unsolicitedResponse("read round \(m.readRound) not started")
+    case .readIndexResponse where m.from != leader:
+      throw .unsolicitedResponse("read index from \(m.from), which is not the leader")
+    default:
+      break
+    }
+  }
+
+  private mutating func stepValidated(_ m: Message) {
     lastHeard[m.from] = now
 
     if m.term > term {
@@ -312,7 +368,7 @@ public struct RaftCore: Sendable {
     case .readIndex:
       if role == .leader { handleReadRequest(context: m.context, from: m.from) }
     case .readIndexResponse:
-      readStates.append(ReadState(index: m.index, context: m.context))
+      if m.from == leader { readStates.append(ReadState(index: m.index, context: m.context)) }
     }
   }
 
@@ -503,8 +559,13 @@ public struct RaftCore: Sendable {
     }
     if log.matches(index: m.index, term: m.logTerm) {
       let lastNew = m.index + UInt64(m.entries.count)
-      if let from = log.append(m.entries), from <= lastNew {
-        refreshMembership()
+      do {
+        if let from = try log.append(m.entries), from <= lastNew {
+          refreshMembership()
+        }
+      } catch {
+        // Unreachable after `checkAgainstState` and the validator; refusing is the safe answer.
+        return
       }
       commit(to: min(m.commit, lastNew))
       r.index = lastNew
@@ -581,7 +642,8 @@ public struct RaftCore: Sendable {
   }
 
   private mutating func appendAsLeader(_ entries: [Entry]) {
-    log.append(entries)
+    // The leader's own entries start at lastIndex + 1, above the commit index: never refused.
+    do { try log.append(entries) } catch { return }
     if entries.contains(where: { if case .membership = $0.payload { true } else { false } }) {
       refreshMembership()
     }

@@ -78,10 +78,12 @@ struct RaftLog: Sendable {
   /// Appends entries that follow a matching prefix, dropping any conflicting suffix.
   /// Returns the index of the first entry actually written, if any.
   ///
-  /// Precondition: the entry before `newEntries[0]` matches, and no committed entry conflicts
-  /// (the Log Matching and Leader Completeness properties guarantee both).
+  /// The entry before `newEntries[0]` must match and no committed entry may conflict (the Log
+  /// Matching and Leader Completeness properties guarantee both for an honest leader). Input
+  /// that breaks either — a gap, or a rewrite of the committed prefix — is refused whole and
+  /// leaves the log unchanged: it can only come from a faulty or hostile peer.
   @discardableResult
-  mutating func append(_ newEntries: [Entry]) -> UInt64? {
+  mutating func append(_ newEntries: [Entry]) throws(RaftInputError) -> UInt64? {
     guard !newEntries.isEmpty else { return nil }
     var start = 0
     while start < newEntries.count {
@@ -96,8 +98,11 @@ struct RaftLog: Sendable {
     }
     guard start < newEntries.count else { return nil }
     let from = newEntries[start].index
-    precondition(from > committed, "Raft: attempt to overwrite committed entry \(from)")
-    precondition(from <= lastIndex + 1, "Raft: gap before entry \(from)")
+    guard from > committed else { throw .conflictsWithCommitted(index: from) }
+    guard from <= lastIndex + 1 else { throw .entriesNotContiguous(expected: lastIndex + 1, found: from) }
+    for (offset, entry) in newEntries[start...].enumerated() where entry.index != from + UInt64(offset) {
+      throw .entriesNotContiguous(expected: from + UInt64(offset), found: entry.index)
+    }
     entries.removeLast(Int(lastIndex + 1 - from))
     entries.append(contentsOf: newEntries[start...])
     membershipIndices.removeAll { $0 >= from }

@@ -19,6 +19,10 @@ public protocol LogStorage: AnyObject, Sendable {
   func installSnapshot(_ metadata: SnapshotMetadata) throws
   func beginSnapshotInstall(_ metadata: SnapshotMetadata?) throws
   func compact(through metadata: SnapshotMetadata) throws
+  /// The group's cluster id (`ClusterIdentity`), 0 when none was ever saved.
+  func loadClusterID() throws -> UInt64
+  /// Records the cluster id, durably.
+  func saveClusterID(_ id: UInt64) throws
 }
 
 /// The contents of a `LogStorage`.

@@ -4,6 +4,7 @@ import Synchronization
 /// is simply building a new node from the same instance: only what was saved is there.
 public final class MemoryLogStorage: LogStorage {
   private let state = Mutex<StoredLog?>(nil)
+  private let clusterID = Mutex<UInt64>(0)
 
   public init() {}
 
@@ -49,6 +50,10 @@ public final class MemoryLogStorage: LogStorage {
       stored = log
     }
   }
+
+  public func loadClusterID() throws -> UInt64 { clusterID.withLock { $0 } }
+
+  public func saveClusterID(_ id: UInt64) throws { clusterID.withLock { $0 = id } }
 
   private static let empty = StoredLog(
     hardState: HardState(), snapshot: SnapshotMetadata(index: 0, term: 0, membership: Membership()),

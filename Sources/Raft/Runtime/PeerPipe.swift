@@ -34,6 +34,7 @@ actor PeerPipe {
   private let stallAfter: Duration
   private let onFailure: @Sendable (NodeID, any Error) async -> Void
 
+  private var clusterID: UInt64 = 0
   private var queue: [Message] = []
   private var queuedBytes = 0
   private var inFlight = 0
@@ -53,9 +54,11 @@ actor PeerPipe {
     self.onFailure = onFailure
   }
 
-  /// Queues messages for the peer, in order.
-  func send(_ messages: [Message]) {
+  /// Queues messages for the peer, in order. Batches carry the newest `clusterID` given (a
+  /// node without one adopts its group's).
+  func send(_ messages: [Message], clusterID: UInt64) {
     guard !closed, !messages.isEmpty else { return }
+    self.clusterID = clusterID
     for message in messages {
       queue.append(message)
       queuedBytes += Self.size(of: message)
@@ -94,11 +97,12 @@ actor PeerPipe {
       awaited = number
       let transport = self.transport
       let peer = self.peer
+      let clusterID = self.clusterID
       let stallAfter = self.stallAfter
       Task {
         var failure: (any Error)?
         do {
-          try await transport.send(batch, to: peer)
+          try await transport.send(batch, clusterID: clusterID, to: peer)
         } catch {
           failure = error
         }

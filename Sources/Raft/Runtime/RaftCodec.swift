@@ -20,18 +20,44 @@ public enum RaftCodec {
 
   // MARK: Bytes
 
-  public static func serialize(_ messages: [Message]) throws(RaftCodecError) -> [UInt8] {
+  public static func serialize(
+    _ messages: [Message], clusterID: UInt64 = ClusterIdentity.unknown
+  ) throws(RaftCodecError) -> [UInt8] {
     var batch = Shardkv_Raft_MessageBatch()
     batch.messages = messages.map(proto)
+    batch.clusterID = clusterID
     return try bytes(of: batch)
   }
 
+  /// The most messages one batch may hold. An honest sender batches what it queued for one
+  /// peer (at most `RaftNode`'s outbox of 4096); a frame of empty messages could otherwise
+  /// decode into millions of objects.
+  public static let maxMessagesPerBatch = 8192
+  /// The most entries one batch may hold, over all its messages (an honest append carries at
+  /// most `RaftConfig.maxBytesPerMessage`, 1 MiB, of entries).
+  public static let maxEntriesPerBatch = 262_144
+
   public static func deserializeMessages(_ bytes: [UInt8]) throws(RaftCodecError) -> [Message] {
+    try deserializeBatch(bytes).messages
+  }
+
+  /// A batch and the cluster id it carries.
+  public static func deserializeBatch(
+    _ bytes: [UInt8]
+  ) throws(RaftCodecError) -> (clusterID: UInt64, messages: [Message]) {
+    // Counted on the raw bytes, before parsing allocates an object per message and entry.
+    let counts = try WireScan.countBatch(bytes)
+    guard counts.messages <= maxMessagesPerBatch else {
+      throw .malformed("batch of \(counts.messages) messages exceeds \(maxMessagesPerBatch)")
+    }
+    guard counts.entries <= maxEntriesPerBatch else {
+      throw .malformed("batch of \(counts.entries) entries exceeds \(maxEntriesPerBatch)")
+    }
     let batch: Shardkv_Raft_MessageBatch = try parse(bytes)
     var out: [Message] = []
     out.reserveCapacity(batch.messages.count)
     for message in batch.messages { out.append(try self.message(from: message)) }
-    return out
+    return (batch.clusterID, out)
   }
 
   public static func serialize(_ entry: Entry) throws(RaftCodecError) -> [UInt8] {
@@ -77,6 +103,7 @@ public enum RaftCodec {
     p.data = Data(chunk.data)
     p.last = chunk.isLast
     if let metadata = chunk.metadata { p.metadata = proto(metadata) }
+    p.clusterID = chunk.clusterID
     return try bytes(of: p)
   }
 
@@ -89,7 +116,7 @@ public enum RaftCodec {
     return SnapshotChunk(
       from: NodeID(p.from), to: NodeID(p.to), term: p.term, transferID: p.transferID,
       sequence: p.sequence, data: [UInt8](p.data), isLast: p.last,
-      metadata: p.hasMetadata ? metadata(from: p.metadata) : nil)
+      metadata: p.hasMetadata ? metadata(from: p.metadata) : nil, clusterID: p.clusterID)
   }
 
   // MARK: Records
@@ -216,5 +243,66 @@ public enum RaftCodec {
     } catch {
       throw .malformed("cannot decode \(M.self): \(error)")
     }
+  }
+}
+
+/// Counts fields in protobuf bytes without parsing them, so that a batch's size in objects is
+/// known before any is allocated. Only the wire format's framing is read; anything that does
+/// not frame correctly is `malformed`.
+enum WireScan {
+  /// Messages (MessageBatch field 1) and entries (Message field 7) in a serialized batch.
+  static func countBatch(_ bytes: [UInt8]) throws(RaftCodecError) -> (messages: Int, entries: Int) {
+    var messages = 0
+    var entries = 0
+    try forEachField(bytes[...]) { (field, body) throws(RaftCodecError) in
+      guard field == 1, let body else { return }
+      messages += 1
+      try forEachField(body) { (inner, _) throws(RaftCodecError) in
+        if inner == 7 { entries += 1 }
+      }
+    }
+    return (messages, entries)
+  }
+
+  /// Calls `body` with each field number, and its bytes when it is length-delimited.
+  private static func forEachField(
+    _ bytes: ArraySlice<UInt8>, _ body: (UInt64, ArraySlice<UInt8>?) throws(RaftCodecError) -> Void
+  ) throws(RaftCodecError) {
+    var at = bytes.startIndex
+    while at < bytes.endIndex {
+      let key = try varint(bytes, &at)
+      let field = key >> 3
+      switch key & 7 {
+      case 0:
+        _ = try varint(bytes, &at)
+        try body(field, nil)
+      case 1, 5:
+        let width = key & 7 == 1 ? 8 : 4
+        guard bytes.endIndex - at >= width else { throw .malformed("truncated fixed field") }
+        at += width
+        try body(field, nil)
+      case 2:
+        let length = try varint(bytes, &at)
+        guard length <= UInt64(bytes.endIndex - at) else { throw .malformed("truncated field \(field)") }
+        let end = at + Int(length)
+        try body(field, bytes[at..<end])
+        at = end
+      default:
+        throw .malformed("unsupported wire type \(key & 7)")
+      }
+    }
+  }
+
+  private static func varint(_ bytes: ArraySlice<UInt8>, _ at: inout Int) throws(RaftCodecError) -> UInt64 {
+    var value: UInt64 = 0
+    var shift: UInt64 = 0
+    while at < bytes.endIndex, shift < 64 {
+      let byte = bytes[at]
+      at += 1
+      value |= UInt64(byte & 0x7F) << shift
+      if byte & 0x80 == 0 { return value }
+      shift += 7
+    }
+    throw .malformed("bad varint")
   }
 }

@@ -12,6 +12,8 @@ struct RaftMetrics: Sendable {
   let term = Gauge(label: "shardkv_raft_term")
   let commitIndex = Gauge(label: "shardkv_raft_commit_index")
   let appliedIndex = Gauge(label: "shardkv_raft_applied_index")
+  /// Peer messages and snapshot chunks dropped as invalid, foreign or unauthorized.
+  let droppedInput = Counter(label: "shardkv_raft_dropped_input_total")
   /// 1 while this node leads.
   let isLeader = Gauge(label: "shardkv_raft_is_leader")
 

@@ -16,6 +16,16 @@ public struct RaftNodeOptions: Sendable {
   public var maxSnapshotPieceBytes = 64 << 20
   /// Batching and pacing of the messages to each peer.
   public var pipe = PeerPipeLimits()
+  /// Upper bound on the decompressed bytes of all incoming snapshot transfers held at once: a
+  /// transfer that would pass it is dropped (and fails at its sender, which retries later).
+  /// It also bounds the largest state machine image this node can receive.
+  public var maxSnapshotBytesInFlight = 1 << 30
+  /// Bytes of proposals this leader holds that are not yet applied; a proposal that would pass
+  /// it is refused with `busy` (backpressure: a group that cannot keep up is not buried).
+  public var maxUncommittedBytes = 64 << 20
+  /// The cluster id a group bootstrapped by this node gets; nil derives it from the voter list
+  /// (`ClusterIdentity.derived`). Ignored when the storage already holds one.
+  public var clusterID: UInt64?
 
   public init() {}
 }
@@ -50,6 +60,8 @@ public actor RaftNode {
   /// for the one before, so batches apply in log order.
   private var applyTail: Task<Void, Never>?
   private let metrics = RaftMetrics()
+  private var identity: ClusterIdentity
+  private var dropLog: DropLog
 
   private var tickTask: Task<Void, Never>?
   private var processing = false
@@ -62,9 +74,13 @@ public actor RaftNode {
     var term: UInt64
     var deadline: ContinuousClock.Instant
     var continuation: CheckedContinuation<[UInt8], any Error>
+    /// The proposal's command bytes (0 for reads), counted in `proposalBytes`.
+    var bytes = 0
   }
-  /// Proposals by log index, resolved when that index is applied.
+  /// Proposals by log index, resolved when that index is applied. Change it only through
+  /// `addProposal` and `takeProposal`, which keep `proposalBytes` equal to its bytes.
   private var proposals: [UInt64: Waiter] = [:]
+  private var proposalBytes = 0
   /// Reads by id, waiting for the leader to confirm a read index.
   private var reads: [UInt64: Waiter] = [:]
   /// Reads with a confirmed index, waiting for it to be applied.
@@ -84,6 +100,7 @@ public actor RaftNode {
   private struct IncomingSnapshot {
     var nextSequence: UInt64
     var pieces: [[UInt8]]
+    var bytes = 0
   }
   private var incomingSnapshots: [UInt64: IncomingSnapshot] = [:]
   /// Received images waiting for the core to accept them, by transfer id.
@@ -105,12 +122,15 @@ public actor RaftNode {
     var logger = logger
     logger[metadataKey: "node"] = "\(id)"
     self.logger = logger
+    self.dropLog = DropLog(logger: logger)
     self.io = IOQueue(label: "raft.io.\(id)")
     self.applyIO = IOQueue(label: "raft.apply.\(id)")
     self.snapshotIO = IOQueue(label: "raft.snapshot.\(id)")
 
     let restored: RestoredState
+    var clusterID = ClusterIdentity.unknown
     do {
+      clusterID = try storage.loadClusterID()
       let applied = stateMachine.appliedIndex
       if var stored = try storage.load() {
         if let pending = stored.pendingSnapshot {
@@ -135,6 +155,10 @@ public actor RaftNode {
       } else {
         restored = .bootstrap(voters: bootstrapVoters)
         try storage.installSnapshot(restored.snapshot)
+        if clusterID == ClusterIdentity.unknown && !bootstrapVoters.isEmpty {
+          clusterID = options.clusterID ?? ClusterIdentity.derived(fromVoters: bootstrapVoters)
+          try storage.saveClusterID(clusterID)
+        }
       }
     } catch let error as RaftNodeError {
       throw error
@@ -145,6 +169,7 @@ public actor RaftNode {
       id: id, config: options.raft, restored: restored, seed: UInt64.random(in: .min ... .max))
     self.applied = restored.applied
     self.startupLastIndex = core.lastIndex
+    self.identity = ClusterIdentity(id: clusterID)
   }
 
   /// Starts the clock.
@@ -193,6 +218,10 @@ public actor RaftNode {
   public var leader: NodeID? { core.leader }
   public var isLeader: Bool { core.role == .leader }
   public var membership: Membership { core.membership }
+  /// Bytes of this leader's proposals waiting to be applied (see `maxUncommittedBytes`).
+  public var uncommittedProposalBytes: Int { proposalBytes }
+  /// This node's cluster id (`ClusterIdentity`; 0 while it has none).
+  public var clusterID: UInt64 { identity.id }
   public var appliedIndex: UInt64 { applied }
   /// Entries this node has applied since it opened that were already in its log on disk: how
   /// much of its own log a restart replayed. Small, because the state machine persists its
@@ -214,6 +243,9 @@ public actor RaftNode {
   /// Replicates `command` and returns the state machine's result for it.
   public func propose(_ command: [UInt8], timeout: Duration) async throws(RaftNodeError) -> [UInt8] {
     guard !stopped else { throw .stopped }
+    guard proposalBytes + command.count <= options.maxUncommittedBytes else {
+      throw .busy("\(proposalBytes) bytes of proposals wait to commit (limit \(options.maxUncommittedBytes))")
+    }
     let index: UInt64
     do {
       index = try core.propose(command)
@@ -222,7 +254,7 @@ public actor RaftNode {
     }
     metrics.proposals.increment()
     scheduleProcessing()
-    return try await waitForApply(index: index, term: core.term, timeout: timeout)
+    return try await waitForApply(index: index, term: core.term, timeout: timeout, bytes: command.count)
   }
 
   /// Returns once this node's state machine reflects every write committed before the call
@@ -313,14 +345,50 @@ public actor RaftNode {
 
   // MARK: - Network input
 
-  /// Steps messages that arrived from a peer.
-  public func receive(_ messages: [Message]) {
+  /// Steps messages that arrived from a peer in one batch carrying `clusterID`. A batch of
+  /// another cluster is dropped whole; each message the core refuses is dropped alone. Both
+  /// are logged (rate-limited) and change nothing.
+  public func receive(_ messages: [Message], clusterID: UInt64) {
     guard !stopped else { return }
+    guard identity.admits(clusterID) else {
+      metrics.droppedInput.increment(by: messages.count)
+      dropLog.note(
+        "cluster id",
+        "\(messages.count) messages from \(messages.first?.from.rawValue ?? "?") carry cluster id "
+          + "\(clusterID), this node's is \(identity.id)")
+      return
+    }
     for message in messages {
       metrics.received(message.kind).increment()
-      core.step(message)
+      // An image arrives only as chunks (`receiveSnapshotChunk`, which stages it before the
+      // core sees the message); a bare snapshot message would be accepted with nothing to
+      // install and stop the node.
+      guard message.kind != .snapshot else {
+        metrics.droppedInput.increment()
+        dropLog.note("snapshot", "snapshot message from \(message.from) outside a chunk transfer")
+        continue
+      }
+      switch core.step(message) {
+      case .accepted:
+        adoptClusterID(clusterID)
+      case .dropped(let error):
+        metrics.droppedInput.increment()
+        dropLog.note(error.category, "\(message.kind) from \(message.from): \(error)")
+      }
     }
     scheduleProcessing()
+  }
+
+  /// After the core accepted input carrying `incoming`: a node without a cluster id takes it.
+  private func adoptClusterID(_ incoming: UInt64) {
+    guard let id = identity.adoption(of: incoming) else { return }
+    do {
+      try storage.saveClusterID(id)
+      identity.adopt(id)
+      logger.info("adopted cluster id", metadata: ["cluster_id": "\(id)"])
+    } catch {
+      logger.error("cannot save the cluster id", metadata: ["error": "\(error)"])
+    }
   }
 
   /// Takes one chunk of a snapshot transfer; on the last one the core decides whether to
@@ -328,6 +396,17 @@ public actor RaftNode {
   public func receiveSnapshotChunk(_ chunk: SnapshotChunk) throws(RaftNodeError) {
     guard !stopped else { throw .stopped }
     guard chunk.to == id else { throw .badSnapshot("chunk addressed to \(chunk.to)") }
+    guard identity.admits(chunk.clusterID) else {
+      metrics.droppedInput.increment()
+      dropLog.note("cluster id", "snapshot chunk from \(chunk.from) carries cluster id \(chunk.clusterID)")
+      throw .badSnapshot("cluster id \(chunk.clusterID) is not this node's")
+    }
+    // Only a member (for a standby, anyone: it has no members yet) may send an image.
+    guard core.membership.isEmpty || (core.membership.contains(chunk.from) && chunk.from != id) else {
+      metrics.droppedInput.increment()
+      dropLog.note("not member", "snapshot chunk from non-member \(chunk.from)")
+      throw .badSnapshot("\(chunk.from) is not a member")
+    }
     var transfer = incomingSnapshots[chunk.transferID] ?? IncomingSnapshot(nextSequence: 0, pieces: [])
     guard chunk.sequence == transfer.nextSequence else {
       incomingSnapshots[chunk.transferID] = nil
@@ -340,7 +419,16 @@ public actor RaftNode {
       incomingSnapshots[chunk.transferID] = nil
       throw .badSnapshot("\(error)")
     }
+    let heldElsewhere = incomingSnapshots.reduce(0) { $0 + ($1.key == chunk.transferID ? 0 : $1.value.bytes) }
+    guard heldElsewhere + transfer.bytes + piece.count <= options.maxSnapshotBytesInFlight else {
+      incomingSnapshots[chunk.transferID] = nil
+      metrics.droppedInput.increment()
+      dropLog.note("snapshot size", "snapshot transfer from \(chunk.from) passes the in-flight limit")
+      throw .badSnapshot(
+        "snapshot transfers in flight would exceed \(options.maxSnapshotBytesInFlight) bytes")
+    }
     if !piece.isEmpty { transfer.pieces.append(piece) }
+    transfer.bytes += piece.count
     transfer.nextSequence += 1
     guard chunk.isLast else {
       // Keep only a few transfers: an abandoned one is dropped when newer ones arrive.
@@ -357,7 +445,15 @@ public actor RaftNode {
     stagedSnapshots = [chunk.transferID: transfer.pieces]
     var message = Message(kind: .snapshot, from: chunk.from, to: id, term: chunk.term)
     message.snapshot = Snapshot(metadata: metadata, data: BigEndian.bytes(chunk.transferID))
-    core.step(message)
+    switch core.step(message) {
+    case .accepted:
+      adoptClusterID(chunk.clusterID)
+    case .dropped(let error):
+      stagedSnapshots = [:]
+      metrics.droppedInput.increment()
+      dropLog.note(error.category, "snapshot from \(chunk.from): \(error)")
+      throw .badSnapshot("\(error)")
+    }
     scheduleProcessing()
   }
 
@@ -464,7 +560,7 @@ public actor RaftNode {
     }
     replayed += entries.count { $0.index <= startupLastIndex }
     for (entry, result) in zip(entries, results) {
-      guard let waiter = proposals.removeValue(forKey: entry.index) else { continue }
+      guard let waiter = takeProposal(at: entry.index) else { continue }
       if entry.term == waiter.term {
         waiter.continuation.resume(returning: result)
       } else {
@@ -508,8 +604,8 @@ public actor RaftNode {
     // soon as its removal commits, before applying it).
     if change.role != .leader {
       let committed = core.commitIndex
-      for (index, waiter) in proposals where index > committed {
-        proposals[index] = nil
+      for index in proposals.keys where index > committed {
+        guard let waiter = takeProposal(at: index) else { continue }
         waiter.continuation.resume(throwing: RaftNodeError.leadershipLost)
       }
     }
@@ -548,7 +644,7 @@ public actor RaftNode {
     }
     for peer in peers {
       guard let batch = byPeer[peer] else { continue }
-      await pipe(to: peer).send(batch)
+      await pipe(to: peer).send(batch, clusterID: identity.id)
     }
   }
 
@@ -598,7 +694,7 @@ public actor RaftNode {
         }
         let chunk = SnapshotChunk(
           from: id, to: peer, term: term, transferID: transferID, sequence: sequence, data: data,
-          isLast: isLast, metadata: isLast ? metadata : nil)
+          isLast: isLast, metadata: isLast ? metadata : nil, clusterID: identity.id)
         try await transport.sendSnapshotChunk(chunk, to: peer)
         if isLast { break }
         sequence += 1
@@ -615,14 +711,15 @@ public actor RaftNode {
   // MARK: - Waiting
 
   private func waitForApply(
-    index: UInt64, term: UInt64, timeout: Duration
+    index: UInt64, term: UInt64, timeout: Duration, bytes: Int = 0
   )
     async throws(RaftNodeError) -> [UInt8]
   {
     let deadline = ContinuousClock.now + timeout
     do {
       return try await withCheckedThrowingContinuation { continuation in
-        proposals[index] = Waiter(term: term, deadline: deadline, continuation: continuation)
+        addProposal(
+          Waiter(term: term, deadline: deadline, continuation: continuation, bytes: bytes), at: index)
       }
     } catch let error as RaftNodeError {
       throw error
@@ -631,10 +728,24 @@ public actor RaftNode {
     }
   }
 
+  private func addProposal(_ waiter: Waiter, at index: UInt64) {
+    if let replaced = proposals.updateValue(waiter, forKey: index) {
+      proposalBytes -= replaced.bytes
+      replaced.continuation.resume(throwing: RaftNodeError.leadershipLost)
+    }
+    proposalBytes += waiter.bytes
+  }
+
+  private func takeProposal(at index: UInt64) -> Waiter? {
+    guard let waiter = proposals.removeValue(forKey: index) else { return nil }
+    proposalBytes -= waiter.bytes
+    return waiter
+  }
+
   private func expireWaiters() {
     let now = ContinuousClock.now
     for (index, waiter) in proposals where waiter.deadline <= now {
-      proposals[index] = nil
+      _ = takeProposal(at: index)
       waiter.continuation.resume(throwing: RaftNodeError.timeout)
     }
     for (readID, waiter) in reads where waiter.deadline <= now {
@@ -653,6 +764,7 @@ public actor RaftNode {
     for (_, waiter) in reads { waiter.continuation.resume(throwing: error) }
     for read in confirmedReads { read.waiter.continuation.resume(throwing: error) }
     proposals.removeAll()
+    proposalBytes = 0
     reads.removeAll()
     confirmedReads.removeAll()
   }

@@ -13,6 +13,9 @@ public enum RaftNodeError: Error, Hashable, Sendable, CustomStringConvertible {
   case storage(String)
   /// A snapshot transfer was malformed or arrived out of order.
   case badSnapshot(String)
+  /// Too many proposal bytes wait to commit (`RaftNodeOptions.maxUncommittedBytes`): retry
+  /// once the group has caught up.
+  case busy(String)
 
   public var description: String {
     switch self {
@@ -24,6 +27,7 @@ public enum RaftNodeError: Error, Hashable, Sendable, CustomStringConvertible {
     case .rejected(let error): return error.description
     case .storage(let message): return "storage failure: \(message)"
     case .badSnapshot(let message): return "bad snapshot transfer: \(message)"
+    case .busy(let message): return "busy: \(message); retry later"
     }
   }
 

@@ -1,8 +1,9 @@
 /// How a `RaftNode` reaches its peers. `WireRaftTransport` implements it over the Wire
 /// transports (TCP or the in-memory network of tests).
 public protocol RaftTransport: Sendable {
-  /// Delivers messages to `peer`, in order. Losing them is allowed: Raft retransmits.
-  func send(_ messages: [Message], to peer: NodeID) async throws
+  /// Delivers messages to `peer`, in order, stamped with the sender's cluster id
+  /// (`ClusterIdentity`). Losing them is allowed: Raft retransmits.
+  func send(_ messages: [Message], clusterID: UInt64, to peer: NodeID) async throws
   /// Delivers one piece of a snapshot transfer; throws if the receiver refused it.
   func sendSnapshotChunk(_ chunk: SnapshotChunk, to peer: NodeID) async throws
 }
@@ -21,11 +22,14 @@ public struct SnapshotChunk: Hashable, Sendable {
   public var isLast: Bool
   /// Where the image stands; set on the last chunk.
   public var metadata: SnapshotMetadata?
+  /// The sender's cluster id (`ClusterIdentity`).
+  public var clusterID: UInt64
 
   public init(
     from: NodeID, to: NodeID, term: UInt64, transferID: UInt64, sequence: UInt64, data: [UInt8],
-    isLast: Bool, metadata: SnapshotMetadata?
+    isLast: Bool, metadata: SnapshotMetadata?, clusterID: UInt64 = ClusterIdentity.unknown
   ) {
+    self.clusterID = clusterID
     self.from = from
     self.to = to
     self.term = term

@@ -10,6 +10,7 @@ public final class RocksLogStorage: LogStorage {
   private static let hardStateKey = Array("hard_state".utf8)
   private static let compactionKey = Array("compaction".utf8)
   private static let pendingSnapshotKey = Array("pending_snapshot".utf8)
+  private static let clusterIDKey = Array("cluster_id".utf8)
 
   private let db: RocksDB
   private let logFamily: ColumnFamily
@@ -87,6 +88,20 @@ public final class RocksLogStorage: LogStorage {
     batch.deleteRange(
       from: BigEndian.bytes(UInt64(0)), to: BigEndian.bytes(metadata.index + 1), in: logFamily)
     batch.put(key: Self.compactionKey, value: try RaftCodec.serialize(metadata), in: stateFamily)
+    try db.write(batch, sync: true)
+  }
+
+  public func loadClusterID() throws -> UInt64 {
+    guard let bytes = try db.get(Self.clusterIDKey, in: stateFamily) else { return 0 }
+    guard let id = BigEndian.uint64(from: bytes) else {
+      throw RaftCodecError.malformed("cluster id of \(bytes.count) bytes")
+    }
+    return id
+  }
+
+  public func saveClusterID(_ id: UInt64) throws {
+    var batch = WriteBatch()
+    batch.put(key: Self.clusterIDKey, value: BigEndian.bytes(id), in: stateFamily)
     try db.write(batch, sync: true)
   }
 

@@ -23,8 +23,8 @@ public struct WireRaftTransport: RaftTransport {
     self.chunkTimeout = chunkTimeout
   }
 
-  public func send(_ messages: [Message], to peer: NodeID) async throws {
-    let payload = try RaftCodec.serialize(messages)
+  public func send(_ messages: [Message], clusterID: UInt64, to peer: NodeID) async throws {
+    let payload = try RaftCodec.serialize(messages, clusterID: clusterID)
     _ = try await transport.call(
       peer.rawValue, method: Self.messagesMethod, payload: payload, timeout: messageTimeout)
   }
@@ -48,8 +48,8 @@ public struct WireRaftTransport: RaftTransport {
   ) {
     handlers.register(messagesMethod) { payload in
       guard let target = node() else { throw RaftNodeError.stopped }
-      let messages = try RaftCodec.deserializeMessages(payload)
-      await target.receive(messages)
+      let batch = try RaftCodec.deserializeBatch(payload)
+      await target.receive(batch.messages, clusterID: batch.clusterID)
       return []
     }
     handlers.register(snapshotMethod) { payload in

@@ -75,7 +75,7 @@ public struct NodeCommandService: Sendable {
   ) -> (error: Shardkv_NodeError, leaderHint: String, message: String) {
     switch error {
     case .notLeader(let leader): return (.wrongLeader, leader?.rawValue ?? "", error.description)
-    case .timeout, .leadershipLost, .stopped: return (.timeout, "", error.description)
+    case .timeout, .leadershipLost, .stopped, .busy: return (.timeout, "", error.description)
     case .rejected, .storage, .badSnapshot: return (.invalidArgument, "", error.description)
     }
   }

@@ -119,6 +119,9 @@ struct KVD: AsyncParsableCommand {
   @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
   var logLevel = "info"
 
+  @OptionGroup(title: "Limits")
+  var limits: LimitOptions
+
   private static let tickMs = 10
 
   func validate() throws {
@@ -187,6 +190,7 @@ struct KVD: AsyncParsableCommand {
           + "--failure-ms ≥ --heartbeat-ms (all counted in \(Self.tickMs) ms ticks)")
     }
     guard maxKeyBytes > 0, maxValueBytes >= 0 else { throw ValidationError("limits must be positive") }
+    try LimitOptions.checkValueFitsFrame(maxKeyBytes: maxKeyBytes, maxValueBytes: maxValueBytes)
     if let metrics { _ = try parsed(metrics, "--metrics") }
     guard Logger.Level(rawValue: logLevel) != nil else {
       throw ValidationError("unknown --log-level \(logLevel)")
@@ -279,6 +283,7 @@ struct KVD: AsyncParsableCommand {
     options.raft = RaftConfig(
       electionTicks: electionMs / Self.tickMs, heartbeatTicks: heartbeatMs / Self.tickMs,
       unreachableTicks: failureMs / Self.tickMs)
+    limits.apply(to: &options)
     let voters: [NodeID]
     if bootstrapAlone {
       voters = [id]
@@ -288,7 +293,9 @@ struct KVD: AsyncParsableCommand {
       voters = []
     }
 
-    let transport = TCPTransport()
+    var serverConfiguration = RPCServer.Configuration()
+    serverConfiguration.limits = limits.peerLimits
+    let transport = TCPTransport(server: serverConfiguration)
     var group = self.group
     var controllerList = controllers.map(peerList) ?? []
     // JOIN_CLUSTER: -c names a router, which says which group (and controller) to join.
@@ -362,7 +369,7 @@ struct KVD: AsyncParsableCommand {
     let listeners: [any TransportListener]
     do {
       let peerListener = try await transport.listen(on: peerAddress, handlers: peerHandlers)
-      let apiListener = try await transport.listen(on: api, handlers: apiHandlers)
+      let apiListener = try await transport.listen(on: api, handlers: apiHandlers, limits: limits.apiLimits)
       listeners = [peerListener, apiListener]
     } catch {
       Self.fail("cannot listen: \(error)")

@@ -324,6 +324,11 @@ public nonisolated struct Shardkv_Raft_MessageBatch: Sendable {
 
   public var messages: [Shardkv_Raft_Message] = []
 
+  /// The sender's cluster id (docs/ARCHITECTURE.md, "Hostile input and limits"): fixed when
+  /// the group is bootstrapped; a receiver with another non-zero id drops the batch. 0: the
+  /// sender has none yet (a standby, or a data directory from before cluster ids).
+  public var clusterID: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -362,6 +367,9 @@ public nonisolated struct Shardkv_Raft_SnapshotChunk: Sendable {
   public var hasMetadata: Bool {self._metadata != nil}
   /// Clears the value of `metadata`. Subsequent reads from it will return its default value.
   public mutating func clearMetadata() {self._metadata = nil}
+
+  /// as in MessageBatch
+  public var clusterID: UInt64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -739,7 +747,7 @@ nonisolated extension Shardkv_Raft_Message.Kind: SwiftProtobuf._ProtoNameProvidi
 
 nonisolated extension Shardkv_Raft_MessageBatch: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".MessageBatch"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}messages\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}messages\0\u{3}cluster_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -748,6 +756,7 @@ nonisolated extension Shardkv_Raft_MessageBatch: SwiftProtobuf.Message, SwiftPro
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.messages) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.clusterID) }()
       default: break
       }
     }
@@ -757,11 +766,15 @@ nonisolated extension Shardkv_Raft_MessageBatch: SwiftProtobuf.Message, SwiftPro
     if !self.messages.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.messages, fieldNumber: 1)
     }
+    if self.clusterID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.clusterID, fieldNumber: 2)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Shardkv_Raft_MessageBatch, rhs: Shardkv_Raft_MessageBatch) -> Bool {
     if lhs.messages != rhs.messages {return false}
+    if lhs.clusterID != rhs.clusterID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -769,7 +782,7 @@ nonisolated extension Shardkv_Raft_MessageBatch: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Shardkv_Raft_SnapshotChunk: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SnapshotChunk"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}from\0\u{1}to\0\u{1}term\0\u{3}transfer_id\0\u{1}sequence\0\u{1}data\0\u{1}last\0\u{1}metadata\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}from\0\u{1}to\0\u{1}term\0\u{3}transfer_id\0\u{1}sequence\0\u{1}data\0\u{1}last\0\u{1}metadata\0\u{3}cluster_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -785,6 +798,7 @@ nonisolated extension Shardkv_Raft_SnapshotChunk: SwiftProtobuf.Message, SwiftPr
       case 6: try { try decoder.decodeSingularBytesField(value: &self.data) }()
       case 7: try { try decoder.decodeSingularBoolField(value: &self.last) }()
       case 8: try { try decoder.decodeSingularMessageField(value: &self._metadata) }()
+      case 9: try { try decoder.decodeSingularUInt64Field(value: &self.clusterID) }()
       default: break
       }
     }
@@ -819,6 +833,9 @@ nonisolated extension Shardkv_Raft_SnapshotChunk: SwiftProtobuf.Message, SwiftPr
     try { if let v = self._metadata {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
     } }()
+    if self.clusterID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.clusterID, fieldNumber: 9)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -831,6 +848,7 @@ nonisolated extension Shardkv_Raft_SnapshotChunk: SwiftProtobuf.Message, SwiftPr
     if lhs.data != rhs.data {return false}
     if lhs.last != rhs.last {return false}
     if lhs._metadata != rhs._metadata {return false}
+    if lhs.clusterID != rhs.clusterID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

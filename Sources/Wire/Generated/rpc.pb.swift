@@ -48,6 +48,9 @@ public nonisolated enum Shardkv_RpcErrorCode: SwiftProtobuf.Enum, Swift.CaseIter
 
   /// The server is shutting down and does not take new requests.
   case shuttingDown // = 5
+
+  /// Too many requests in flight on the connection or the node; retry later.
+  case busy // = 6
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -62,6 +65,7 @@ public nonisolated enum Shardkv_RpcErrorCode: SwiftProtobuf.Enum, Swift.CaseIter
     case 3: self = .malformed
     case 4: self = .frameTooLarge
     case 5: self = .shuttingDown
+    case 6: self = .busy
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -74,6 +78,7 @@ public nonisolated enum Shardkv_RpcErrorCode: SwiftProtobuf.Enum, Swift.CaseIter
     case .malformed: return 3
     case .frameTooLarge: return 4
     case .shuttingDown: return 5
+    case .busy: return 6
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -86,6 +91,7 @@ public nonisolated enum Shardkv_RpcErrorCode: SwiftProtobuf.Enum, Swift.CaseIter
     .malformed,
     .frameTooLarge,
     .shuttingDown,
+    .busy,
   ]
 
 }
@@ -163,7 +169,7 @@ public nonisolated struct Shardkv_Envelope: Sendable {
 fileprivate nonisolated let _protobuf_package = "shardkv"
 
 nonisolated extension Shardkv_RpcErrorCode: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0RPC_ERROR_CODE_UNSPECIFIED\0\u{1}RPC_ERROR_CODE_UNKNOWN_METHOD\0\u{1}RPC_ERROR_CODE_HANDLER_FAILED\0\u{1}RPC_ERROR_CODE_MALFORMED\0\u{1}RPC_ERROR_CODE_FRAME_TOO_LARGE\0\u{1}RPC_ERROR_CODE_SHUTTING_DOWN\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0RPC_ERROR_CODE_UNSPECIFIED\0\u{1}RPC_ERROR_CODE_UNKNOWN_METHOD\0\u{1}RPC_ERROR_CODE_HANDLER_FAILED\0\u{1}RPC_ERROR_CODE_MALFORMED\0\u{1}RPC_ERROR_CODE_FRAME_TOO_LARGE\0\u{1}RPC_ERROR_CODE_SHUTTING_DOWN\0\u{1}RPC_ERROR_CODE_BUSY\0")
 }
 
 nonisolated extension Shardkv_Envelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {

@@ -17,6 +17,8 @@ public final class RPCServer: Sendable {
     /// The listen backlog.
     public var backlog: Int32
     public var logger: Logger
+    /// Connections, idle time and requests in flight (see `ConnectionLimits`).
+    public var limits = ConnectionLimits()
 
     public init(
       maximumFrameSize: Int = Frame.defaultMaximumSize, backlog: Int32 = 256,
@@ -70,6 +72,12 @@ public final class RPCServer: Sendable {
             FrameEncoder(maximumFrameSize: configuration.maximumFrameSize),
             RPCServerHandler(core: core),
           ])
+          if let idle = configuration.limits.idleTimeout {
+            let nanoseconds =
+              idle.components.seconds * 1_000_000_000 + idle.components.attoseconds / 1_000_000_000
+            try channel.pipeline.syncOperations.addHandler(
+              IdleStateHandler(allTimeout: .nanoseconds(nanoseconds)), position: .first)
+          }
         }
       }
     let channel: any Channel
@@ -89,6 +97,9 @@ public final class RPCServer: Sendable {
 
   /// The number of requests whose handlers are running now.
   public var activeRequestCount: Int { core.activeTaskCount }
+
+  /// The number of open connections.
+  public var connectionCount: Int { core.connectionCount }
 
   /// Stops accepting, closes every connection and cancels the handlers still running. Replies of
   /// cancelled handlers are never sent; their callers see the connection close. Idempotent.
@@ -115,9 +126,16 @@ final class RPCServerCore: Sendable {
 
   private struct State {
     var isShutdown = false
-    var connections: [ObjectIdentifier: any Channel] = [:]
+    var connections: [ObjectIdentifier: Connection] = [:]
     var tasks: [UInt64: Task<Void, Never>] = [:]
     var nextTaskID: UInt64 = 0
+  }
+
+  private struct Connection {
+    var channel: any Channel
+    /// When it last sent a request (or connected): the eviction order at the limit.
+    var lastActive: ContinuousClock.Instant
+    var requestsInFlight = 0
   }
 
   init(handlers: RPCHandlers, configuration: RPCServer.Configuration) {
@@ -128,12 +146,24 @@ final class RPCServerCore: Sendable {
   var logger: Logger { configuration.logger }
 
   /// Records a new connection; false once shut down (the connection must then be refused).
+  /// At `limits.maxConnections` the connection quiet for longest is closed to make room.
   func accept(_ channel: any Channel) -> Bool {
     let id = ObjectIdentifier(channel)
-    let accepted = state.withLock { state in
-      guard !state.isShutdown else { return false }
-      state.connections[id] = channel
-      return true
+    let maxConnections = configuration.limits.maxConnections
+    let (accepted, evicted) = state.withLock { state -> (Bool, (any Channel)?) in
+      guard !state.isShutdown else { return (false, nil) }
+      var evicted: (any Channel)?
+      if state.connections.count >= maxConnections,
+        let oldest = state.connections.min(by: { $0.value.lastActive < $1.value.lastActive })
+      {
+        evicted = state.connections.removeValue(forKey: oldest.key)?.channel
+      }
+      state.connections[id] = Connection(channel: channel, lastActive: .now)
+      return (true, evicted)
+    }
+    if let evicted {
+      logger.debug("closing the quietest connection to admit a new one (connection limit \(maxConnections))")
+      evicted.close(promise: nil)
     }
     if accepted {
       channel.closeFuture.whenComplete { [self] _ in
@@ -143,19 +173,53 @@ final class RPCServerCore: Sendable {
     return accepted
   }
 
-  /// Runs `work` in a task that shutdown can cancel. Does nothing once shut down.
-  func spawn(_ work: @escaping @Sendable () async -> Void) {
-    state.withLock { state in
-      guard !state.isShutdown else { return }
+  /// Why a request was not started.
+  enum Refusal: Error {
+    case shutdown
+    case busy(String)
+  }
+
+  /// Runs `work`, a request that arrived on `channel`, in a task that shutdown can cancel;
+  /// refuses it when shut down or when the connection or the listener already runs as many
+  /// requests as `limits` allow.
+  func spawn(
+    on channel: ObjectIdentifier, _ work: @escaping @Sendable () async -> Void
+  ) -> Result<Void, Refusal> {
+    let limits = configuration.limits
+    return state.withLock { state in
+      guard !state.isShutdown else { return .failure(.shutdown) }
+      guard state.tasks.count < limits.maxRequests else {
+        return .failure(.busy("the server has \(limits.maxRequests) requests in flight"))
+      }
+      let inFlight = state.connections[channel]?.requestsInFlight ?? 0
+      guard inFlight < limits.maxRequestsPerConnection else {
+        return .failure(.busy("the connection has \(limits.maxRequestsPerConnection) requests in flight"))
+      }
+      state.connections[channel]?.requestsInFlight += 1
+      state.connections[channel]?.lastActive = .now
       state.nextTaskID += 1
       let id = state.nextTaskID
       // Created inside the lock so that the task's own removal (which takes the lock) cannot run
       // before its insertion.
       state.tasks[id] = Task { [self] in
         await work()
-        self.state.withLock { _ = $0.tasks.removeValue(forKey: id) }
+        self.state.withLock { state in
+          _ = state.tasks.removeValue(forKey: id)
+          state.connections[channel]?.requestsInFlight -= 1
+        }
       }
+      return .success(())
     }
+  }
+
+  /// Requests running for the connection `channel`.
+  func requestsInFlight(on channel: ObjectIdentifier) -> Int {
+    state.withLock { $0.connections[channel]?.requestsInFlight ?? 0 }
+  }
+
+  /// Open connections.
+  var connectionCount: Int {
+    state.withLock { $0.connections.count }
   }
 
   var activeTaskCount: Int {
@@ -166,7 +230,7 @@ final class RPCServerCore: Sendable {
   func beginShutdown() -> (connections: [any Channel], tasks: [Task<Void, Never>]) {
     state.withLock { state in
       state.isShutdown = true
-      let result = (Array(state.connections.values), Array(state.tasks.values))
+      let result = (state.connections.values.map(\.channel), Array(state.tasks.values))
       state.connections = [:]
       state.tasks = [:]
       return result

@@ -33,7 +33,7 @@ final class RPCServerHandler: ChannelInboundHandler {
     let method = envelope.method
     let payload = [UInt8](envelope.payload)
     let core = self.core
-    core.spawn {
+    let spawned = core.spawn(on: ObjectIdentifier(channel)) {
       let reply: Shardkv_Envelope
       switch await core.handlers.dispatch(method: method, payload: payload) {
       case .success(let payload):
@@ -54,6 +54,23 @@ final class RPCServerHandler: ChannelInboundHandler {
         // The connection is gone; its caller learns that from the closed connection.
       }
     }
+    if case .failure(.busy(let why)) = spawned {
+      let reply = Shardkv_Envelope.error(id: id, code: .busy, message: "busy: \(why); retry later")
+      context.writeAndFlush(Self.wrapOutboundOut(reply), promise: nil)
+    }
+  }
+
+  func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+    // From the IdleStateHandler that `ConnectionLimits.idleTimeout` adds: a quiet connection
+    // with nothing running is closed; one waiting for a slow handler stays.
+    if event is IdleStateHandler.IdleStateEvent {
+      if core.requestsInFlight(on: ObjectIdentifier(context.channel)) == 0 {
+        core.logger.debug("closing an idle connection")
+        context.close(promise: nil)
+      }
+      return
+    }
+    context.fireUserInboundEventTriggered(event)
   }
 
   func errorCaught(context: ChannelHandlerContext, error: any Error) {

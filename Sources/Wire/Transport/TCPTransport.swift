@@ -26,9 +26,18 @@ public final class TCPTransport: Transport {
   public func listen(
     on address: String, handlers: RPCHandlers
   ) async throws(RPCError) -> any TransportListener {
+    try await listen(on: address, handlers: handlers, limits: serverConfiguration.limits)
+  }
+
+  /// `listen` with this listener's own limits (e.g. an idle timeout on a client address only).
+  public func listen(
+    on address: String, handlers: RPCHandlers, limits: ConnectionLimits
+  ) async throws(RPCError) -> any TransportListener {
     let parsed = try PeerAddress(parsing: address)
+    var configuration = serverConfiguration
+    configuration.limits = limits
     let server = try await RPCServer.bind(
-      host: parsed.host, port: parsed.port, handlers: handlers, configuration: serverConfiguration,
+      host: parsed.host, port: parsed.port, handlers: handlers, configuration: configuration,
       group: group)
     return TCPListener(server: server)
   }
