@@ -10,7 +10,7 @@ build: deps
 
 # Zero warnings, lint clean, every test, and a short fuzzing slice of each fuzz target (the
 # first fuzz build of a target compiles its dependencies again, instrumented).
-FUZZ_TARGETS = RESPFuzz FrameFuzz RaftFuzz
+FUZZ_TARGETS = RESPFuzz FrameFuzz RaftFuzz HandlerFuzz
 test: deps
 	scripts/check-build.sh
 	scripts/lint.sh
@@ -18,6 +18,7 @@ test: deps
 	scripts/fuzz.sh RESPFuzz 30
 	scripts/fuzz.sh FrameFuzz 20
 	scripts/fuzz.sh RaftFuzz 20
+	scripts/fuzz.sh HandlerFuzz 20
 
 # A longer fuzzing campaign of every target: make fuzz SECONDS=600
 SECONDS ?= 300

@@ -143,6 +143,8 @@ final class Harness: Sendable {
     var kv = KVGroupServer(node: kvNode, stateMachine: kvMachine, peers: kvTransport)
     kv.requestTimeout = .seconds(1)
     kv.nodeCommands.forwardTimeout = .seconds(1)
+    // A join waits for the new member to catch up (30 s in kvd): an unreachable one never does.
+    kv.nodeCommands.membershipTimeout = .seconds(1)
     kv.registerClientMethods(in: &api)
     kv.registerForwardedMethods(in: &peer)
     WireRaftTransport.register(kvNode, in: &peer)
@@ -159,6 +161,8 @@ final class Harness: Sendable {
     var ctrl = ControllerServer(node: ctrlNode, stateMachine: ctrlMachine, peers: ctrlTransport)
     ctrl.requestTimeout = .seconds(1)
     ctrl.nodeCommands.forwardTimeout = .seconds(1)
+    // A join waits for the new member to catch up (30 s in kvd): an unreachable one never does.
+    ctrl.nodeCommands.membershipTimeout = .seconds(1)
     var ctrlAPI = RPCHandlers()
     var ctrlPeer = RPCHandlers()
     ctrl.registerClientMethods(in: &ctrlAPI)
