@@ -8,18 +8,23 @@ deps:
 build: deps
 	swift build
 
-# Zero warnings, lint clean, every test, and a short fuzzing slice of the RESP parser.
+# Zero warnings, lint clean, every test, and a short fuzzing slice of each fuzz target (the
+# first fuzz build of a target compiles its dependencies again, instrumented).
+FUZZ_TARGETS = RESPFuzz FrameFuzz RaftFuzz HandlerFuzz
 test: deps
 	scripts/check-build.sh
 	scripts/lint.sh
 	swift test --skip-build
 	scripts/fuzz.sh RESPFuzz 30
+	scripts/fuzz.sh FrameFuzz 20
+	scripts/fuzz.sh RaftFuzz 20
+	scripts/fuzz.sh HandlerFuzz 20
 
-# A longer fuzzing campaign: make fuzz SECONDS=600
+# A longer fuzzing campaign of every target: make fuzz SECONDS=600
 SECONDS ?= 300
 .PHONY: fuzz
 fuzz: deps
-	scripts/fuzz.sh RESPFuzz $(SECONDS)
+	for target in $(FUZZ_TARGETS); do scripts/fuzz.sh $$target $(SECONDS) || exit 1; done
 
 lint:
 	scripts/lint.sh

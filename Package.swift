@@ -123,6 +123,13 @@ let package = Package(
     // libFuzzer targets for hostile peer input, built the same way: the Raft codec, validator
     // and core step (RaftFuzz); the RPC frame decoder (FrameFuzz).
     .executableTarget(name: "RaftFuzz", dependencies: ["Raft"], path: "Sources/Fuzz/RaftFuzz"),
+    // Every protobuf request handler of a KV group's and a controller's API and peer addresses.
+    .executableTarget(
+      name: "HandlerFuzz",
+      dependencies: [
+        "ShardKV", "ShardCtrler", "Raft", "Storage", "Wire", .product(name: "Logging", package: "swift-log"),
+      ],
+      path: "Sources/Fuzz/HandlerFuzz"),
     .executableTarget(
       name: "FrameFuzz",
       dependencies: ["Wire", .product(name: "NIOCore", package: "swift-nio")],

@@ -47,6 +47,17 @@ options=(-max_total_time="$seconds" -print_final_stats=1 -artifact_prefix="$arti
 if [ -f "Tests/Fuzz/$target.dict" ]; then
   options+=(-dict="Tests/Fuzz/$target.dict")
 fi
+# Tests/Fuzz/TARGET.options: extra libFuzzer flags, one a line (# starts a comment); a line
+# ASAN_OPTIONS=... sets the sanitizer's options instead.
+if [ -f "Tests/Fuzz/$target.options" ]; then
+  while read -r flag; do
+    case "$flag" in
+      '' | '#'*) ;;
+      ASAN_OPTIONS=*) export "$flag" ;;
+      *) options+=("$flag") ;;
+    esac
+  done <"Tests/Fuzz/$target.options"
+fi
 status=0
 "$bin" "${options[@]}" "$corpus" "$seeds" >"$run_log" 2>&1 || status=$?
 executions=$(sed -n 's/^stat::number_of_executed_units: *//p' "$run_log" | tail -1 || true)

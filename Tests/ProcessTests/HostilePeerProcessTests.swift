@@ -133,6 +133,38 @@ final class HostilePeerProcessTests: XCTestCase {
     XCTAssertEqual(get.stdout, "Key:\tbefore\nValue:\tattack\n", get.summary)
   }
 
+  /// Runs kvd with `arguments` until it exits; its status and stderr.
+  private func runKVD(_ arguments: [String]) throws -> (status: Int32, stderr: String) {
+    let process = Process()
+    process.executableURL = ProcessCluster.binaries.appendingPathComponent("kvd")
+    process.arguments = arguments
+    let errors = Pipe()
+    process.standardError = errors
+    process.standardOutput = FileHandle.nullDevice
+    try process.run()
+    let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    return (process.terminationStatus, text)
+  }
+
+  func testTimingAndSizeFlagsThatCannotWorkAreRefusedAtStartUp() throws {
+    let ports = try ProcessCluster.freePorts(2)
+    let base = [
+      "-a", "127.0.0.1:\(ports[0])", "-p", "127.0.0.1:\(ports[1])", "-l", "--data",
+      NSTemporaryDirectory() + "kvd-flags-\(UUID().uuidString)",
+    ]
+    // 100 ms and 105 ms are both 10 ticks of 10 ms: the election would not outlast a heartbeat.
+    let timing = try runKVD(base + ["--heartbeat-ms", "100", "--election-ms", "105"])
+    XCTAssertEqual(timing.status, 64, timing.stderr)
+    XCTAssertTrue(timing.stderr.contains("--election-ms"), timing.stderr)
+    let value = try runKVD(base + ["--max-value-bytes", "\(20 << 20)"])
+    XCTAssertEqual(value.status, 64, value.stderr)
+    XCTAssertTrue(value.stderr.contains("frame limit"), value.stderr)
+    let limits = try runKVD(base + ["--max-connections", "0"])
+    XCTAssertEqual(limits.status, 64, limits.stderr)
+    XCTAssertTrue(limits.stderr.contains("--max-connections"), limits.stderr)
+  }
+
   /// VmRSS of a process, in bytes.
   private func residentBytes(_ pid: Int32) throws -> Int {
     let text = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)

@@ -4,7 +4,7 @@
 /// listed in docs/ARCHITECTURE.md, "Hostile input and limits".
 public struct ConnectionLimits: Hashable, Sendable {
   /// Open connections. When a new one arrives at the limit, the connection that has been
-  /// quiet the longest is closed to make room: a flood of idle sockets then evicts itself,
+  /// quiet the longest (preferring one with no request running) is closed to make room: a flood of idle sockets then evicts itself,
   /// and a client with traffic keeps its connection.
   public var maxConnections: Int
   /// A connection with no request in flight that sends nothing for this long is closed; nil

@@ -153,8 +153,12 @@ final class RPCServerCore: Sendable {
     let (accepted, evicted) = state.withLock { state -> (Bool, (any Channel)?) in
       guard !state.isShutdown else { return (false, nil) }
       var evicted: (any Channel)?
+      // The quietest connection with nothing running; failing that, the quietest of all.
+      let quiet = state.connections.filter { $0.value.requestsInFlight == 0 }
       if state.connections.count >= maxConnections,
-        let oldest = state.connections.min(by: { $0.value.lastActive < $1.value.lastActive })
+        let oldest = (quiet.isEmpty ? state.connections : quiet).min(by: {
+          $0.value.lastActive < $1.value.lastActive
+        })
       {
         evicted = state.connections.removeValue(forKey: oldest.key)?.channel
       }
