@@ -83,7 +83,12 @@ final class TLSHandshakeWait: ChannelInboundHandler, RemovableChannelHandler {
   }
 
   func errorCaught(context: ChannelHandlerContext, error: any Error) {
-    finish(.failure(TLSHandshakeError.failed("\(error)")))
+    if let error = error as? NIOSSLExtraError, error == .failedToValidateHostname {
+      // NIOSSL's own text names no address ("Couldn't find <none>") when an IP was dialled.
+      finish(.failure(TLSHandshakeError.failed(Self.addressNotInCertificate)))
+    } else {
+      finish(.failure(TLSHandshakeError.failed("\(error)")))
+    }
     context.fireErrorCaught(error)
   }
 
@@ -91,6 +96,10 @@ final class TLSHandshakeWait: ChannelInboundHandler, RemovableChannelHandler {
     finish(.failure(TLSHandshakeError.closed))
     context.fireChannelInactive()
   }
+
+  static let addressNotInCertificate =
+    "the server's certificate does not name the address dialled (an IP address must be one of its IP "
+    + "subject alternative names)"
 
   private func finish(_ result: Result<Void, TLSHandshakeError>) {
     guard !isDone else { return }
