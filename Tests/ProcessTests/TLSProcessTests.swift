@@ -136,6 +136,74 @@ final class TLSProcessTests: XCTestCase {
     XCTAssertTrue(located.stdout.contains("Group:\t1"), located.summary)
   }
 
+  /// A sharded cluster behind a router, every address on TLS (peer and API certificates from
+  /// different CAs): admin and data through the router, shards with data moving to a group
+  /// that joins later (pulls between groups' API addresses), and a node that joins a group
+  /// through the router (JOIN_CLUSTER).
+  func testRouterMigrationAndJoinClusterOverTLS() throws {
+    let peerCertificates = try Certificates.make()
+    let apiCertificates = try Certificates.make()
+    let node = peerCertificates.peerFlags + apiCertificates.apiFlags
+    let client = apiCertificates.clientFlags()
+    let timing = ["--heartbeat-ms", "50", "--election-ms", "300"]
+    // 0 controller; 1 group 1; 2 group 2; 3 the router; 4 joins group 1 through the router.
+    let cluster = try ProcessCluster(size: 5)
+    defer { cluster.stopAll() }
+    let controller = cluster.nodes[0].api
+    let router = cluster.nodes[3].api
+    try cluster.start(0, ["--controller", "-l", "--shards", "8"] + timing + node)
+    try cluster.start(1, ["-l", "--group", "1", "--controllers", controller] + timing + node)
+    try cluster.start(2, ["-l", "--group", "2", "--controllers", controller] + timing + node)
+    try cluster.start(
+      3, arguments: ["--router", "-a", router, "--controllers", controller] + apiCertificates.apiFlags)
+    func viaRouter(_ args: String..., timeout: Int = 15) throws -> ProcessCluster.Output {
+      try ProcessCluster.kvctl(
+        ["-a", router, "--timeout", "\(timeout)"] + client + args, watchdog: .seconds(timeout + 30))
+    }
+    let up = try cluster.eventually(within: .seconds(20)) {
+      try [0, 1, 2, 3].allSatisfy { try kvctl(cluster, $0, client, "status").status == 0 }
+    }
+    XCTAssertTrue(up, cluster.logTails([0, 1, 2, 3]))
+
+    var out = try viaRouter("group", "join", "1", cluster.apis([1]))
+    XCTAssertEqual(out.stdout, "OK\n", out.summary + cluster.logTails([0, 3]))
+    for i in 0..<10 {
+      out = try viaRouter("put", "key\(i)", "value\(i)")
+      XCTAssertEqual(out.stdout, "OK\n", out.summary + cluster.logTails([1, 3]))
+    }
+    // Group 2 pulls its share of the shards, with their data, from group 1's API address.
+    out = try viaRouter("group", "join", "2", cluster.apis([2]))
+    XCTAssertEqual(out.stdout, "OK\n", out.summary + cluster.logTails([0, 3]))
+    let moved = try cluster.eventually(within: .seconds(30)) {
+      try viaRouter("migrations").stdout.contains("No shard is moving")
+        && (try kvctl(cluster, 2, client, "shards").stdout.contains("serving"))
+    }
+    let migrations = try viaRouter("migrations").summary
+    let shards = try kvctl(cluster, 2, client, "shards").summary
+    XCTAssertTrue(moved, migrations + "\n" + shards + "\n" + cluster.logTails([1, 2]))
+    for i in 0..<10 {
+      out = try viaRouter("get", "key\(i)")
+      XCTAssertEqual(
+        out.stdout, "Key:\tkey\(i)\nValue:\tvalue\(i)\n", out.summary + cluster.logTails([1, 2, 3]))
+    }
+
+    // JOIN_CLUSTER over TLS: the router's API address, then group 1's leader on its peer one.
+    try cluster.start(4, ["-c", router, "--group", "1"] + timing + node)
+    let joined = try cluster.eventually(within: .seconds(30)) {
+      try viaRouter("config", "--json").stdout.contains(cluster.nodes[4].api)
+    }
+    XCTAssertTrue(joined, "the controller lists the new member: \(cluster.logTails([1, 3, 4]))")
+    let groupOneKey = try (0..<10).map { "key\($0)" }.first { key in
+      try viaRouter("locate", key).stdout.hasSuffix("Group:\t1\n")
+    }
+    let key = try XCTUnwrap(groupOneKey, "some key lives in group 1")
+    let replicated = try cluster.eventually(within: .seconds(20)) {
+      try kvctl(cluster, 4, client, "direct_get", key).stdout
+        == "Key:\t\(key)\nValue:\tvalue\(key.dropFirst(3))\n"
+    }
+    XCTAssertTrue(replicated, "the joined node holds \(key): \(cluster.logTails([1, 4]))")
+  }
+
   /// Bad TLS flags and files stop kvd at start with a clear message and a non-zero status.
   func testBadTLSSettingsStopKVDAtStart() throws {
     let good = try Certificates.make()
