@@ -14,6 +14,11 @@ public struct TLSIdentity: Sendable, Hashable {
   }
 }
 
+/// How long closing a TLS connection waits for the peer's close_notify (NIOSSL's default is 5
+/// seconds): shutting a server down closes its connections one by one, and a dead peer must not
+/// hold that up.
+let closeTimeout = TimeAmount.milliseconds(500)
+
 /// Why TLS material could not be loaded. Raised at start-up, before anything listens or dials,
 /// so that a bad file is a clear error rather than a failure on the first connection.
 public enum TLSSetupError: Error, Sendable, Hashable, CustomStringConvertible {
@@ -62,6 +67,7 @@ public struct ServerTLS: Sendable {
     var configuration = NIOSSL.TLSConfiguration.makeServerConfiguration(
       certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
     configuration.minimumTLSVersion = .tlsv12
+    configuration.shutdownTimeout = closeTimeout
     if let clientCA {
       configuration.trustRoots = .certificates(try Self.loadCA(clientCA))
       // The CA chain is verified; see the type's comment for why the address is not.
@@ -107,6 +113,7 @@ public struct ClientTLS: Sendable {
   public init(trustRoots: String?, identity: TLSIdentity?) throws(TLSSetupError) {
     var configuration = NIOSSL.TLSConfiguration.makeClientConfiguration()
     configuration.minimumTLSVersion = .tlsv12
+    configuration.shutdownTimeout = closeTimeout
     configuration.certificateVerification = .fullVerification
     if let trustRoots {
       configuration.trustRoots = .certificates(try ServerTLS.loadCA(trustRoots))
