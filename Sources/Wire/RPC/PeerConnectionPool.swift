@@ -150,7 +150,7 @@ final class PeerConnectionPool: Sendable {
         channel.eventLoop.makeCompletedFuture {
           if let tls = configuration.tls, let handshake {
             try tls.addHandlers(
-              to: channel.pipeline.syncOperations, host: address.host,
+              to: channel.pipeline.syncOperations, host: address.host, port: address.port,
               connectTimeout: configuration.connectTimeout, handshake: handshake)
           }
           try channel.pipeline.syncOperations.addHandlers([

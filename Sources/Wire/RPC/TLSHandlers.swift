@@ -47,16 +47,23 @@ final class PlaintextRefusal: ChannelInboundHandler, RemovableChannelHandler {
 /// first, or after `timeout` (then closing the connection) — so that a connection counts as
 /// open only once it can carry calls, and a refused handshake is a failed connection attempt
 /// (backed off like any other) rather than calls failing one by one.
+///
+/// With TLS 1.3 a server checks the client's certificate after the client has finished its
+/// side of the handshake, so a refused client certificate arrives later, as an alert on the
+/// open connection: it is passed on as `RPCError.unreachable` with the reason, so that the
+/// calls on the connection fail saying why rather than "connection closed".
 final class TLSHandshakeWait: ChannelInboundHandler, RemovableChannelHandler {
   typealias InboundIn = ByteBuffer
   typealias InboundOut = ByteBuffer
 
+  private let peer: String
   private let promise: EventLoopPromise<Void>
   private let timeout: Duration
   private var timer: Scheduled<Void>?
   private var isDone = false
 
-  init(promise: EventLoopPromise<Void>, timeout: Duration) {
+  init(peer: String, promise: EventLoopPromise<Void>, timeout: Duration) {
+    self.peer = peer
     self.promise = promise
     self.timeout = timeout
   }
@@ -77,12 +84,17 @@ final class TLSHandshakeWait: ChannelInboundHandler, RemovableChannelHandler {
   func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
     if case .handshakeCompleted = event as? TLSUserEvent {
       finish(.success(()))
-      context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }
     context.fireUserInboundEventTriggered(event)
   }
 
   func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    if isDone, error is NIOSSLError || error is BoringSSLError {
+      let reason =
+        "the server refused the TLS connection (is this client's certificate signed by its CA?): \(error)"
+      context.fireErrorCaught(RPCError.unreachable(peer: peer, reason: reason))
+      return
+    }
     if let error = error as? NIOSSLExtraError, error == .failedToValidateHostname {
       // NIOSSL's own text names no address ("Couldn't find <none>") when an IP was dialled.
       finish(.failure(TLSHandshakeError.failed(Self.addressNotInCertificate)))

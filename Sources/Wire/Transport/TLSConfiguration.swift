@@ -135,7 +135,7 @@ public struct ClientTLS: Sendable {
   /// Adds the TLS handlers in front of a new client connection's pipeline; `handshake`
   /// completes once the handshake has (or fails with the reason it has not).
   func addHandlers(
-    to pipeline: ChannelPipeline.SynchronousOperations, host: String, connectTimeout: Duration,
+    to pipeline: ChannelPipeline.SynchronousOperations, host: String, port: Int, connectTimeout: Duration,
     handshake: EventLoopPromise<Void>
   ) throws {
     // SNI and name checks take host names only; for an IP literal NIOSSL checks the
@@ -143,7 +143,8 @@ public struct ClientTLS: Sendable {
     let isIPLiteral = (try? SocketAddress(ipAddress: host, port: 0)) != nil
     try pipeline.addHandlers([
       try NIOSSLClientHandler(context: context, serverHostname: isIPLiteral ? nil : host),
-      TLSHandshakeWait(promise: handshake, timeout: connectTimeout),
+      TLSHandshakeWait(
+        peer: PeerAddress(host: host, port: port).description, promise: handshake, timeout: connectTimeout),
     ])
   }
 }
