@@ -32,6 +32,11 @@ import TOMLKit
 /// name = "r1"
 /// api = "127.0.0.1:20900"
 /// resp = "127.0.0.1:6380"         # optional
+///
+/// [tls]                           # optional: mutual TLS on every peer and API address
+/// ca = "certs/ca.pem"             # relative to this file's directory
+/// cert = "certs/node.pem"
+/// key = "certs/node-key.pem"
 /// ```
 ///
 /// Invariants checked by `parse`: node names are unique, every address is HOST:PORT and used
@@ -60,6 +65,14 @@ public struct ClusterFile: Hashable, Sendable {
     public var failureMs: Int?
   }
 
+  /// One CA and one certificate for every node: each gets `--peer-cert/--peer-key/--peer-ca`
+  /// and `--api-cert/--api-key/--api-ca` (a router the `--api-*` ones). Absolute paths.
+  public struct TLS: Hashable, Sendable {
+    public var ca: String
+    public var cert: String
+    public var key: String
+  }
+
   /// What a node is in the file.
   public enum Role: Hashable, Sendable {
     case controller
@@ -75,6 +88,7 @@ public struct ClusterFile: Hashable, Sendable {
   public var controllers: [Node]
   public var groups: [Group]
   public var routers: [Node]
+  public var tls: TLS?
 
   /// Every node with its role, in file order: controllers, groups, routers.
   public var nodes: [(node: Node, role: Role)] {
@@ -117,6 +131,12 @@ public struct ClusterFile: Hashable, Sendable {
     if let value = timing.heartbeatMs { arguments += ["--heartbeat-ms", "\(value)"] }
     if let value = timing.electionMs { arguments += ["--election-ms", "\(value)"] }
     if let value = timing.failureMs { arguments += ["--failure-ms", "\(value)"] }
+    if let tls {
+      if role != .router {
+        arguments += ["--peer-cert", tls.cert, "--peer-key", tls.key, "--peer-ca", tls.ca]
+      }
+      arguments += ["--api-cert", tls.cert, "--api-key", tls.key, "--api-ca", tls.ca]
+    }
     return arguments
   }
 

@@ -70,7 +70,8 @@ struct ClusterFileReader {
   // MARK: - Reading
 
   mutating func read(_ table: TOMLTable, directory: String) throws(ClusterFileError) -> ClusterFile {
-    try onlyKnownKeys(table, ["name", "shards", "data", "timing", "controller", "group", "router"], "", .top)
+    try onlyKnownKeys(
+      table, ["name", "shards", "data", "timing", "controller", "group", "router", "tls"], "", .top)
     guard let name = table["name"]?.string, !name.isEmpty else {
       throw invalid("name", .top, key: "name", "required: the cluster's name (a non-empty string)")
     }
@@ -88,9 +89,11 @@ struct ClusterFileReader {
       }
       data = text
     }
-    let dataDirectory =
-      data.hasPrefix("/")
-      ? data : URL(fileURLWithPath: directory).appendingPathComponent(data).standardizedFileURL.path
+    func absolute(_ path: String) -> String {
+      path.hasPrefix("/")
+        ? path : URL(fileURLWithPath: directory).appendingPathComponent(path).standardizedFileURL.path
+    }
+    let dataDirectory = absolute(data)
     var timing = ClusterFile.Timing()
     if let value = table["timing"] {
       guard let section = value.table else { throw invalid("timing", .top, key: "timing", "must be a table") }
@@ -108,6 +111,22 @@ struct ClusterFileReader {
       timing = ClusterFile.Timing(
         heartbeatMs: try milliseconds("heartbeat_ms"), electionMs: try milliseconds("election_ms"),
         failureMs: try milliseconds("failure_ms"))
+    }
+
+    var tls: ClusterFile.TLS?
+    if let value = table["tls"] {
+      guard let section = value.table else { throw invalid("tls", .top, key: "tls", "must be a table") }
+      let place = Place.section("tls", index: 0)
+      try onlyKnownKeys(section, ["ca", "cert", "key"], "tls.", place)
+      func file(_ key: String) throws(ClusterFileError) -> String {
+        guard let text = section[key]?.string, !text.isEmpty else {
+          throw invalid(
+            "tls.\(key)", place, key: section[key] == nil ? nil : key,
+            "required: a PEM file path (relative paths follow this file)")
+        }
+        return absolute(text)
+      }
+      tls = ClusterFile.TLS(ca: try file("ca"), cert: try file("cert"), key: try file("key"))
     }
 
     let controllerTables = try arrayOfTables(table, "controller", required: true)
@@ -148,7 +167,7 @@ struct ClusterFileReader {
     }
     let file = ClusterFile(
       name: name, shards: shards, dataDirectory: dataDirectory, timing: timing, controllers: controllers,
-      groups: groups, routers: routers)
+      groups: groups, routers: routers, tls: tls)
     try checkUnique(file)
     return file
   }

@@ -35,19 +35,25 @@ public struct KVGroupServer: Sendable {
   public let stateMachine: KVStateMachine
   /// Reaches other members at their peer addresses, to forward to the leader.
   public let peers: any Transport
+  /// Reaches API addresses (the controller's replicas). Differs from `peers` when the peer and
+  /// API addresses use different TLS settings.
+  public let api: any Transport
   public var requestTimeout: Duration = .seconds(5)
   /// `leader`, `dropped`, `status`, `join` and `remove`.
   public var nodeCommands: NodeCommandService
   /// The controller's view, for `locate`.
   let routing: ShardRouting
 
-  public init(node: RaftNode, stateMachine: KVStateMachine, peers: any Transport) {
+  /// `api` defaults to `peers` (one transport reaching both kinds of address).
+  public init(node: RaftNode, stateMachine: KVStateMachine, peers: any Transport, api: (any Transport)? = nil)
+  {
     self.node = node
     self.stateMachine = stateMachine
     self.peers = peers
+    self.api = api ?? peers
     nodeCommands = NodeCommandService(node: node, peers: peers, service: "kv")
     nodeCommands.groupID = stateMachine.options.group
-    routing = ShardRouting(controllers: stateMachine.options.controllers, transport: peers)
+    routing = ShardRouting(controllers: stateMachine.options.controllers, transport: self.api)
   }
 
   /// The methods of the API address.
@@ -258,7 +264,7 @@ public struct KVGroupServer: Sendable {
       return try reply.serializedBytes()
     }
     // Record the member list as the controller has it now, plus the new node.
-    let controller = ControllerClerk(servers: options.controllers, transport: peers, deadline: .seconds(10))
+    let controller = ControllerClerk(servers: options.controllers, transport: api, deadline: .seconds(10))
     do {
       var members = try await controller.query().groups[options.group] ?? []
       if !members.contains(request.api) { members.append(request.api) }

@@ -78,7 +78,26 @@ final class ClusterFileTests: XCTestCase {
         "--metrics", "127.0.0.1:1303", "--heartbeat-ms", "50", "--election-ms", "300",
       ])
     XCTAssertNil(file.kvdArguments(for: "nobody"))
+    XCTAssertNil(file.tls)
     XCTAssertEqual(file.node(named: "a")?.role, .member(group: 7))
+  }
+
+  func testATLSSectionGivesEveryNodeTheTLSFlags() throws {
+    let file = try ClusterFile.parse(
+      valid + "\n[tls]\nca = \"certs/ca.pem\"\ncert = \"/abs/node.pem\"\nkey = \"certs/node-key.pem\"\n",
+      directory: "/etc/shardkv")
+    let api = ["--api-cert", "/abs/node.pem", "--api-key", "/etc/shardkv/certs/node-key.pem"]
+    let apiCA = ["--api-ca", "/etc/shardkv/certs/ca.pem"]
+    let peer = [
+      "--peer-cert", "/abs/node.pem", "--peer-key", "/etc/shardkv/certs/node-key.pem", "--peer-ca",
+      "/etc/shardkv/certs/ca.pem",
+    ]
+    for name in ["c1", "a"] {
+      let arguments = try XCTUnwrap(file.kvdArguments(for: name))
+      XCTAssertEqual(Array(arguments.suffix(12)), peer + api + apiCA, name)
+    }
+    XCTAssertEqual(file.kvdArguments(for: "r").map { Array($0.suffix(6)) }, api + apiCA)
+    XCTAssertFalse(file.kvdArguments(for: "r")?.contains("--peer-cert") ?? true)
   }
 
   /// Each broken variant of the valid file is refused with the line and the field.
@@ -116,6 +135,11 @@ final class ClusterFileTests: XCTestCase {
       ),
       (valid.replacingOccurrences(of: "name = \"t\"\n", with: ""), "f.toml:1: name:", "required"),
       ("name = \"t\"\nshards = [", "f.toml:2:", "end-of-file"),
+      (valid + "\n[tls]\nca = \"ca.pem\"\ncert = \"n.pem\"\n", "f.toml:30: tls.key:", "required"),
+      (
+        valid + "\n[tls]\nca = \"ca.pem\"\ncert = \"n.pem\"\nkey = \"k.pem\"\ncrt = \"x\"\n",
+        "f.toml:34: tls.crt:", "unknown field"
+      ),
     ]
     for (text, prefix, fragment) in cases {
       let message = error(text)

@@ -83,6 +83,7 @@ let usage = """
     -a, --addr ADDR    the node to talk to (required, but for cluster commands)
     --timeout SECONDS  give up after this long (default 10)
     --json             machine-readable output (status, config, shards)
+  \(TLSFlags.usage)
     -h, --help         this text
   """
 
@@ -96,6 +97,7 @@ struct Invocation {
   var timeout: Duration = .seconds(10)
   var json = false
   var words: [String] = []
+  var tls = TLSFlags()
 
   init(_ arguments: [String]) throws(Failure) {
     var rest = arguments[...]
@@ -113,6 +115,7 @@ struct Invocation {
         timeout = .milliseconds(Int64(seconds * 1000))
       case "--json":
         json = true
+      case "--cacert", "--cert", "--key": try tls.parse(argument, &rest)
       case "-h", "--help":
         words = ["help"]
         return
@@ -167,7 +170,7 @@ func run(_ invocation: Invocation) async throws(Failure) -> Int32 {
   } catch {
     throw Failure(message: "-a: '\(address)' is not HOST:PORT", status: 2)
   }
-  let transport = TCPTransport()
+  let transport = try invocation.tls.transport()
   defer { Task { await transport.shutdown() } }
   let words = invocation.words
   let timeout = invocation.timeout
@@ -287,7 +290,7 @@ func runClusterCommand(_ invocation: Invocation) async throws(Failure) -> Int32 
       message: "cluster takes up|status|down [FILE] (default \(ClusterCommands.defaultFile))", status: 2)
   }
   if purge && action != "down" { throw Failure(message: "--purge goes with cluster down", status: 2) }
-  let transport = TCPTransport()
+  let transport = try invocation.tls.transport()
   defer { Task { await transport.shutdown() } }
   do {
     let cluster = try ClusterCommands(

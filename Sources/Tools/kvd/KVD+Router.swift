@@ -9,7 +9,7 @@ extension KVD {
   /// `kvd --router`: serves the router's methods on the API address (and RESP2 on --resp)
   /// until SIGINT or SIGTERM.
   func runRouter(logger: Logger) async {
-    let transport = TCPTransport()
+    let transport = tls.transportsOrExit().api
     let controllerList = (controllers ?? "").split(separator: ",").map {
       $0.trimmingCharacters(in: .whitespaces)
     }.filter { !$0.isEmpty }
@@ -18,7 +18,7 @@ extension KVD {
     server.registerMethods(in: &handlers)
     let listener: any TransportListener
     do {
-      listener = try await transport.listen(on: api, handlers: handlers)
+      listener = try await transport.listen(on: api, handlers: handlers, limits: limits.apiLimits)
     } catch {
       Self.fail("cannot listen on \(api): \(error)")
     }

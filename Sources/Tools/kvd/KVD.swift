@@ -121,6 +121,7 @@ struct KVD: AsyncParsableCommand {
 
   @OptionGroup(title: "Limits")
   var limits: LimitOptions
+  @OptionGroup(title: "Mutual TLS") var tls: TLSOptions
 
   private static let tickMs = 10
 
@@ -132,9 +133,11 @@ struct KVD: AsyncParsableCommand {
     guard !api.isEmpty else { throw ValidationError("-a API is required (or --config FILE --node NAME)") }
     _ = try parsed(api, "-a")
     if router {
-      guard !controller, group == nil, peer == nil, peers == nil, cluster == nil, !bootstrapAlone else {
+      guard !controller, group == nil, peer == nil, peers == nil, cluster == nil, !bootstrapAlone,
+        !tls.peerTLS
+      else {
         throw ValidationError(
-          "--router takes only -a, --controllers and --resp (a router has no peers and no data)")
+          "--router takes only -a, --controllers, --resp and --api-* (a router has no peers and no data)")
       }
       guard let controllers, !peerList(controllers).isEmpty else {
         throw ValidationError(
@@ -249,6 +252,7 @@ struct KVD: AsyncParsableCommand {
       return handler
     }
     let logger = Logger(label: "kvd")
+    tls.logSecurity(logger, isRouter: router)
     var metricsChannel: (any Channel)?
     if let metrics {
       do {
@@ -293,9 +297,7 @@ struct KVD: AsyncParsableCommand {
       voters = []
     }
 
-    var serverConfiguration = RPCServer.Configuration()
-    serverConfiguration.limits = limits.peerLimits
-    let transport = TCPTransport(server: serverConfiguration)
+    let (transport, apiTransport) = tls.transportsOrExit()
     var group = self.group
     var controllerList = controllers.map(peerList) ?? []
     // JOIN_CLUSTER: -c names a router, which says which group (and controller) to join.
@@ -308,7 +310,7 @@ struct KVD: AsyncParsableCommand {
         Self.fail("cannot read the data directory \(directory): \(error)")
       }
       let join = ClusterJoin(
-        router: address, peer: peerAddress, api: api, transport: transport, logger: logger)
+        router: address, peer: peerAddress, api: api, transport: apiTransport, logger: logger)
       switch await join.pick(group: stored ?? group ?? 0) {
       case .joining(let picked, let controllers):
         group = picked
@@ -351,7 +353,7 @@ struct KVD: AsyncParsableCommand {
         stateMachine = machine
         kvMachine = machine
         register = { node, api, peer in
-          let server = KVGroupServer(node: node, stateMachine: machine, peers: transport)
+          let server = KVGroupServer(node: node, stateMachine: machine, peers: transport, api: apiTransport)
           server.registerClientMethods(in: &api)
           server.registerForwardedMethods(in: &peer)
         }
@@ -368,8 +370,10 @@ struct KVD: AsyncParsableCommand {
 
     let listeners: [any TransportListener]
     do {
-      let peerListener = try await transport.listen(on: peerAddress, handlers: peerHandlers)
-      let apiListener = try await transport.listen(on: api, handlers: apiHandlers, limits: limits.apiLimits)
+      let peerListener = try await transport.listen(
+        on: peerAddress, handlers: peerHandlers, limits: limits.peerLimits)
+      let apiListener = try await apiTransport.listen(
+        on: api, handlers: apiHandlers, limits: limits.apiLimits)
       listeners = [peerListener, apiListener]
     } catch {
       Self.fail("cannot listen: \(error)")
@@ -378,14 +382,15 @@ struct KVD: AsyncParsableCommand {
     var migration: ShardMigration?
     if let group, let kvMachine {
       migration = ShardMigration(
-        node: node, stateMachine: kvMachine, transport: transport, controllers: controllerList, logger: logger
+        node: node, stateMachine: kvMachine, transport: apiTransport, controllers: controllerList,
+        logger: logger
       )
       await migration?.start()
       logger.info(
         "kvd serving (replica group \(group))", metadata: ["api": "\(api)", "peer": "\(peerAddress)"])
       if let joinRouter {
         let join = ClusterJoin(
-          router: joinRouter, peer: peerAddress, api: api, transport: transport, logger: logger)
+          router: joinRouter, peer: peerAddress, api: api, transport: apiTransport, logger: logger)
         Task { await join.join(group: group) }
       }
     } else {
@@ -400,6 +405,7 @@ struct KVD: AsyncParsableCommand {
     await node.stop()
     for listener in listeners { await listener.close() }
     await transport.shutdown()
+    await apiTransport.shutdown()
     db.close()
     if let failure {
       // Raft's promises rest on the disk: a node that cannot write stops serving altogether,

@@ -140,11 +140,19 @@ final class PeerConnectionPool: Sendable {
     let pending = PendingCalls()
     let peer = self.peer
     let configuration = self.configuration
+    let address = self.address
+    // With TLS, the connection is open once its handshake is done; without, once TCP is.
+    let handshake = configuration.tls.map { _ in promise.futureResult.eventLoop.makePromise(of: Void.self) }
     ClientBootstrap(group: promise.futureResult.eventLoop)
       .connectTimeout(TimeAmount(configuration.connectTimeout))
       .channelOption(.socketOption(.tcp_nodelay), value: 1)
       .channelInitializer { channel in
         channel.eventLoop.makeCompletedFuture {
+          if let tls = configuration.tls, let handshake {
+            try tls.addHandlers(
+              to: channel.pipeline.syncOperations, host: address.host, port: address.port,
+              connectTimeout: configuration.connectTimeout, handshake: handshake)
+          }
           try channel.pipeline.syncOperations.addHandlers([
             ByteToMessageHandler(FrameDecoder(maximumFrameSize: configuration.maximumFrameSize)),
             FrameEncoder(maximumFrameSize: configuration.maximumFrameSize),
@@ -153,6 +161,13 @@ final class PeerConnectionPool: Sendable {
         }
       }
       .connect(host: address.host, port: address.port)
+      .flatMap { channel in
+        guard let handshake else { return channel.eventLoop.makeSucceededFuture(channel) }
+        return handshake.futureResult.map { channel }.flatMapErrorThrowing { error in
+          channel.close(promise: nil)
+          throw error
+        }
+      }
       .whenComplete { [self] result in
         switch result {
         case .success(let channel):
@@ -160,6 +175,7 @@ final class PeerConnectionPool: Sendable {
             slot: slot, connection: RPCConnection(peer: peer, channel: channel, pending: pending),
             promise: promise)
         case .failure(let error):
+          handshake?.fail(error)  // Connecting failed before the handshake began.
           connectFailed(slot: slot, error: error, promise: promise)
         }
       }

@@ -24,6 +24,8 @@ public final class RPCClient: Sendable {
     /// The largest request and reply body sent or accepted.
     public var maximumFrameSize: Int
     public var logger: Logger
+    /// TLS for every connection (nil: plain TCP); see `ClientTLS`.
+    public var tls: ClientTLS?
 
     public init(
       connectionsPerPeer: Int = 2,
@@ -31,7 +33,8 @@ public final class RPCClient: Sendable {
       initialBackoff: Duration = .milliseconds(50),
       maximumBackoff: Duration = .seconds(2),
       maximumFrameSize: Int = Frame.defaultMaximumSize,
-      logger: Logger = Logger(label: "shardkv.wire.client")
+      logger: Logger = Logger(label: "shardkv.wire.client"),
+      tls: ClientTLS? = nil
     ) {
       self.connectionsPerPeer = max(1, connectionsPerPeer)
       self.connectTimeout = connectTimeout
@@ -39,6 +42,7 @@ public final class RPCClient: Sendable {
       self.maximumBackoff = maximumBackoff
       self.maximumFrameSize = maximumFrameSize
       self.logger = logger
+      self.tls = tls
     }
   }
 

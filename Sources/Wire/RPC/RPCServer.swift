@@ -19,14 +19,17 @@ public final class RPCServer: Sendable {
     public var logger: Logger
     /// Connections, idle time and requests in flight (see `ConnectionLimits`).
     public var limits = ConnectionLimits()
+    /// TLS for every connection (nil: plain TCP); see `ServerTLS`.
+    public var tls: ServerTLS?
 
     public init(
       maximumFrameSize: Int = Frame.defaultMaximumSize, backlog: Int32 = 256,
-      logger: Logger = Logger(label: "shardkv.wire.server")
+      logger: Logger = Logger(label: "shardkv.wire.server"), tls: ServerTLS? = nil
     ) {
       self.maximumFrameSize = maximumFrameSize
       self.backlog = backlog
       self.logger = logger
+      self.tls = tls
     }
   }
 
@@ -67,6 +70,8 @@ public final class RPCServer: Sendable {
           guard core.accept(channel) else {
             throw RPCError.shutdown
           }
+          try configuration.tls?.addHandlers(
+            to: channel.pipeline.syncOperations, listening: requested.description)
           try channel.pipeline.syncOperations.addHandlers([
             ByteToMessageHandler(FrameDecoder(maximumFrameSize: configuration.maximumFrameSize)),
             FrameEncoder(maximumFrameSize: configuration.maximumFrameSize),
