@@ -134,7 +134,7 @@ let package = Package(
       name: "RouterTests", dependencies: ["Router", "ShardKV", "ShardCtrler", "Raft", "Storage", "Wire"]),
     // Real kvd processes on loopback, driven through kvctl; depends on the tools so that
     // `swift build --build-tests` builds them.
-    .testTarget(name: "ProcessTests", dependencies: ["kvd", "kvctl"]),
+    .testTarget(name: "ProcessTests", dependencies: ["kvd", "kvctl", "Seeded"]),
   ],
   swiftLanguageModes: [.v6]
 )
