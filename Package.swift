@@ -155,7 +155,7 @@ let package = Package(
     .testTarget(
       name: "ProcessTests",
       dependencies: [
-        "kvd", "kvctl", "Raft", "Storage", "Wire",
+        "kvd", "kvctl", "Raft", "Seeded", "Storage", "Wire",
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       ]),
   ],

@@ -91,7 +91,7 @@ public struct ControllerClerk: Sendable {
     let clientID = self.clientID
     return try await session.perform(
       method: ControllerMethod.request, isWrite: isWrite,
-      encode: { sequence in
+      encode: { sequence, _ in
         var request = Shardkv_Ctrler_CtrlerRequest()
         request.op = op
         request.clientID = clientID

@@ -33,8 +33,6 @@ public enum KVClientError: Error, Hashable, Sendable, CustomStringConvertible {
 public struct KVClerk: Sendable {
   private let session: GroupClient
   private let routing: ShardRouting
-  /// Sent with each request: a router retries inside the cluster for about this long.
-  private let attemptMilliseconds: UInt32
 
   public var clientID: UInt64 { session.clientID }
 
@@ -53,8 +51,6 @@ public struct KVClerk: Sendable {
       servers: servers, transport: transport, deadline: deadline, callTimeout: callTimeout, clientID: clientID
     )
     routing = ShardRouting(controllers: controllers, transport: transport)
-    let (seconds, attoseconds) = callTimeout.components
-    attemptMilliseconds = UInt32(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000)
   }
 
   /// The value of `key`, or nil if there is none.
@@ -80,7 +76,6 @@ public struct KVClerk: Sendable {
   ) async throws(KVClientError) -> Shardkv_KvReply {
     let clientID = self.clientID
     let routing = self.routing
-    let attemptMilliseconds = self.attemptMilliseconds
     // A clerk given the controller's addresses routes by its configuration from the start.
     if await routing.needsFirstRefresh { await routing.refresh() }
     return try await session.perform(
@@ -89,14 +84,17 @@ public struct KVClerk: Sendable {
         await routing.refresh()
         return await routing.servers(for: key)
       },
-      encode: { sequence in
+      encode: { sequence, attempt in
         var request = Shardkv_KvRequest()
         request.op = op
         request.key = Data(key)
         request.value = Data(value)
         request.clientID = clientID
         request.sequence = sequence
-        request.timeoutMs = attemptMilliseconds
+        // How long this attempt waits: a router retries inside the cluster for about this
+        // long, and a group member works on the request no longer.
+        let (seconds, attoseconds) = attempt.components
+        request.timeoutMs = UInt32(clamping: max(1, seconds * 1000 + attoseconds / 1_000_000_000_000_000))
         do {
           return .success(try request.serializedBytes())
         } catch {

@@ -98,29 +98,44 @@ public struct KVGroupServer: Sendable {
     }
     // A cheap early answer for a misrouted request; `apply` decides for the ones that pass.
     if let refusal = stateMachine.refusal(for: key) { return try refusal.serializedBytes() }
+    let timeout = Self.timeout(for: request, default: requestTimeout)
     do {
       switch request.op {
       case .get:
-        try await node.linearizableRead(timeout: requestTimeout)
+        try await node.linearizableRead(timeout: timeout)
         return try stateMachine.read(key).serializedBytes()
       case .put, .append, .delete:
         var command = Shardkv_Group_Command()
         command.request = request
         command.stampMs = UInt64(max(0, Date().timeIntervalSince1970 * 1000))
-        return try await node.propose(try command.serializedBytes(), timeout: requestTimeout)
+        return try await node.propose(try command.serializedBytes(), timeout: timeout)
       default:
         return try KVStateMachine.reply(.invalidArgument, "unknown operation \(request.op.rawValue)")
           .serializedBytes()
       }
     } catch RaftNodeError.notLeader(let leader?) where !forwarded {
-      return try await forward(payload, method: KVMethod.forwardedRequest, to: leader)
+      return try await forward(payload, method: KVMethod.forwardedRequest, to: leader, timeout: timeout)
     } catch let error as RaftNodeError {
       return try Self.reply(for: error).serializedBytes()
     }
   }
 
-  private func forward(_ payload: [UInt8], method: String, to leader: NodeID) async throws -> [UInt8] {
-    if let answer = await nodeCommands.forward(payload, method: method, to: leader) { return answer }
+  /// How long to work on `request`: until just before its sender stops waiting (`timeout_ms`,
+  /// less a fifth or at least 50 ms, so the TIMEOUT answer reaches it and it can try another
+  /// member), and never longer than `default`. A request whose sender has given up is not
+  /// worth a proposal's wait.
+  static func timeout(for request: Shardkv_KvRequest, default limit: Duration) -> Duration {
+    guard request.timeoutMs > 0 else { return limit }
+    let waits = Duration.milliseconds(Int64(request.timeoutMs))
+    return min(limit, max(waits - max(waits / 5, .milliseconds(50)), .milliseconds(1)))
+  }
+
+  private func forward(
+    _ payload: [UInt8], method: String, to leader: NodeID, timeout: Duration
+  ) async throws -> [UInt8] {
+    if let answer = await nodeCommands.forward(payload, method: method, to: leader, timeout: timeout) {
+      return answer
+    }
     var reply = KVStateMachine.reply(.wrongLeader, "could not reach the leader \(leader)")
     reply.leaderHint = leader.rawValue
     return try reply.serializedBytes()

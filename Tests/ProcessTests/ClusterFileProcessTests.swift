@@ -72,10 +72,14 @@ final class ClusterFileProcessTests: XCTestCase {
     let started = pids()
     XCTAssertEqual(started.count, 4)
 
-    // Up again: it is up, nothing changes.
-    out = try kvctl("cluster", "up", file)
+    // Up again: it is up, nothing changes. With --json the narration goes to stderr and stdout
+    // is one document.
+    out = try kvctl("cluster", "up", file, "--json")
     XCTAssertEqual(out.status, 0, out.summary)
-    XCTAssertTrue(out.stdout.contains("already up"), out.summary)
+    XCTAssertTrue(out.stderr.contains("already up"), out.summary)
+    let upDocument = try XCTUnwrap(
+      JSONSerialization.jsonObject(with: Data(out.stdout.utf8)) as? [String: Any], out.summary)
+    XCTAssertEqual(upDocument["router"] as? String, address(6), out.stdout)
     XCTAssertEqual(pids(), started)
 
     out = try kvctl("-a", address(6), "put", "greeting", "hello")
@@ -92,8 +96,11 @@ final class ClusterFileProcessTests: XCTestCase {
     XCTAssertTrue(out.stdout.contains("g1\tmember\t1\t"), out.summary)
 
     // Down: no process left behind.
-    out = try kvctl("cluster", "down", file)
+    out = try kvctl("cluster", "down", file, "--json")
     XCTAssertEqual(out.status, 0, out.summary)
+    let downDocument = try XCTUnwrap(
+      JSONSerialization.jsonObject(with: Data(out.stdout.utf8)) as? [String: Any], out.summary)
+    XCTAssertEqual(downDocument["stopped"] as? Int, 4, out.stdout)
     XCTAssertTrue(started.allSatisfy { kill($0, 0) != 0 }, "every node stopped")
     out = try kvctl("cluster", "status", file, "--json")
     XCTAssertFalse(out.stdout.contains("\"up\":true"), out.stdout)

@@ -185,6 +185,12 @@ final class ProcessCluster {
     try Self.kvctl(["-a", nodes[i].api, "--timeout", "\(timeout)"] + args, watchdog: .seconds(timeout + 30))
   }
 
+  /// Runs `kvctl -a <node i's API address> ARGS` with the arguments in an array.
+  @discardableResult
+  func kvctl(_ i: Int, arguments args: [String], timeout: Int = 5) throws -> Output {
+    try Self.kvctl(["-a", nodes[i].api, "--timeout", "\(timeout)"] + args, watchdog: .seconds(timeout + 30))
+  }
+
   /// The arguments of `kvctl -a <node i's API address> --timeout TIMEOUT ARGS`, for `kvctlAll`.
   func kvctlArguments(_ i: Int, _ args: String..., timeout: Int = 5) -> [String] {
     ["-a", nodes[i].api, "--timeout", "\(timeout)"] + args
@@ -198,8 +204,9 @@ final class ProcessCluster {
 
   /// Runs kvctl with these arguments. A kvctl still running after `watchdog` (it should have
   /// given up by its own --timeout long before) is killed, and says so on its stderr.
-  static func kvctl(_ args: [String], watchdog: Duration = .seconds(120)) throws -> Output {
-    finish(try launch(args, watchdog: watchdog))
+  static func kvctl(_ args: [String], watchdog: Duration = .seconds(120), stdin: Data? = nil) throws -> Output
+  {
+    finish(try launch(args, watchdog: watchdog, stdin: stdin))
   }
 
   /// Runs another program (redis-cli, redis-benchmark, python3), found on the PATH as a shell
@@ -255,8 +262,9 @@ final class ProcessCluster {
   }
 
   /// Starts kvctl with its stdout and stderr in files (no pipe to fill up and block it).
-  private static func launch(_ args: [String], watchdog: Duration, executable: URL? = nil) throws -> Launched
-  {
+  private static func launch(
+    _ args: [String], watchdog: Duration, executable: URL? = nil, stdin: Data? = nil
+  ) throws -> Launched {
     let base = FileManager.default.temporaryDirectory.path + "/kvctl-\(UUID().uuidString)"
     let stdoutPath = base + ".out"
     let stderrPath = base + ".err"
@@ -275,7 +283,22 @@ final class ProcessCluster {
     process.arguments = args
     process.standardOutput = out
     process.standardError = err
-    try process.run()
+    if let stdin {
+      let inputPath = base + ".in"
+      guard FileManager.default.createFile(atPath: inputPath, contents: stdin),
+        let input = FileHandle(forReadingAtPath: inputPath)
+      else {
+        throw ProcessTestFailure(description: "cannot create kvctl input file \(inputPath)")
+      }
+      defer {
+        try? input.close()
+        try? FileManager.default.removeItem(atPath: inputPath)
+      }
+      process.standardInput = input
+      try process.run()
+    } else {
+      try process.run()
+    }
     return Launched(
       process: process, stdoutPath: stdoutPath, stderrPath: stderrPath,
       deadline: ContinuousClock.now + watchdog)

@@ -55,9 +55,10 @@ final class ShardControllerProcessTests: XCTestCase {
     XCTAssertTrue(out.stderr.contains("GID must be a number"), out.stderr)
     XCTAssertEqual(try config(cluster, 0), #"{"num":4,"shards":[2,2,2,2],"groups":{"2":["b:1"]}}"#)
 
-    // A data command sent to a controller replica fails at once, saying why.
+    // A data command sent to a controller replica fails at once, saying why: rejected (4), the
+    // wrong kind of node, not a missing key (1).
     out = try cluster.kvctl(0, "put", "k", "v", timeout: 30)
-    XCTAssertEqual(out.status, 1)
+    XCTAssertEqual(out.status, 4)
     XCTAssertTrue(out.stderr.contains("is it a shard controller rather than a KV group member?"), out.stderr)
 
     // Node commands work on controller replicas too.

@@ -77,7 +77,9 @@ public actor GroupClient {
   ///     next ones); nil keeps the current ones.
   ///   - reroute: asked for other servers when every current one has failed to answer in
   ///     turn (a sharded client re-reads the configuration); nil or the same list keeps them.
-  ///   - encode: the request's bytes for a sequence number.
+  ///   - encode: the request's bytes for a sequence number and the time this attempt may take
+  ///     (at most `callTimeout`, less near the deadline), which a request can carry so that
+  ///     the server stops working on it when the client stops waiting.
   ///   - interpret: what a reply from one of `servers` means; an undecodable reply should say
   ///     `.tryNextMember`.
   ///   - giveUp: the failure to report after the deadline, given the last error seen.
@@ -86,7 +88,7 @@ public actor GroupClient {
   public func perform<Value: Sendable, Failure: Error>(
     method: String, isWrite: Bool, route: [String]? = nil,
     reroute: (@Sendable () async -> [String]?)? = nil,
-    encode: @Sendable (_ sequence: UInt64) -> Result<[UInt8], Failure>,
+    encode: @Sendable (_ sequence: UInt64, _ attempt: Duration) -> Result<[UInt8], Failure>,
     interpret: @Sendable (_ reply: [UInt8], _ servers: [String]) async -> ReplyVerdict<Value, Failure>,
     giveUp: @Sendable (_ lastError: String) -> Failure,
     notServed: @Sendable (_ detail: String) -> Failure
@@ -109,12 +111,6 @@ public actor GroupClient {
       sequence += 1
       number = sequence
     }
-    let payload: [UInt8]
-    switch encode(number) {
-    case .success(let bytes): payload = bytes
-    case .failure(let failure): return .failure(failure)
-    }
-
     let clock = ContinuousClock()
     let end = clock.now + deadline
     var backoff = Duration.milliseconds(20)
@@ -125,9 +121,14 @@ public actor GroupClient {
     if let route, !route.isEmpty, route != servers { switchServers(to: route) }
     while clock.now < end {
       let server = servers[preferred % servers.count]
+      let attempt = min(callTimeout, end - clock.now)
+      let payload: [UInt8]
+      switch encode(number, attempt) {
+      case .success(let bytes): payload = bytes
+      case .failure(let failure): return .failure(failure)
+      }
       do {
-        let bytes = try await transport.call(
-          server, method: method, payload: payload, timeout: min(callTimeout, end - clock.now))
+        let bytes = try await transport.call(server, method: method, payload: payload, timeout: attempt)
         switch await interpret(bytes, servers) {
         case .done(let value, let leader):
           if let leader, let index = servers.firstIndex(of: leader) { preferred = index }

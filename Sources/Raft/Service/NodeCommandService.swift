@@ -25,8 +25,12 @@ public struct NodeCommandService: Sendable {
   public let peers: any Transport
   /// How long a forwarded call may take.
   public var forwardTimeout: Duration = .seconds(5)
-  /// How long `join` may take, catching the new member up included.
+  /// How long `join` may take, catching the new member up included, when the request does not
+  /// say how long its sender waits (`timeout_ms`, which the node follows up to
+  /// `maximumMembershipTimeout`).
   public var membershipTimeout: Duration = .seconds(30)
+  /// The longest a client's `timeout_ms` may make a membership change run.
+  public var maximumMembershipTimeout: Duration = .seconds(3600)
   /// Reported in `status` (0 for a standalone group or the controller).
   public var groupID: UInt64 = 0
   /// What the replicated state machine is, reported in `status`: "kv" or "controller".
@@ -65,8 +69,12 @@ public struct NodeCommandService: Sendable {
 
   /// Sends `payload` to `leader`'s peer address under `method`, or returns nil when the
   /// leader cannot be reached (the caller then answers "wrong leader" with the hint).
-  public func forward(_ payload: [UInt8], method: String, to leader: NodeID) async -> [UInt8]? {
-    try? await peers.call(leader.rawValue, method: method, payload: payload, timeout: forwardTimeout)
+  /// - Parameter timeout: how long the leader may take (default `forwardTimeout`).
+  public func forward(
+    _ payload: [UInt8], method: String, to leader: NodeID, timeout: Duration? = nil
+  ) async -> [UInt8]? {
+    try? await peers.call(
+      leader.rawValue, method: method, payload: payload, timeout: timeout ?? forwardTimeout)
   }
 
   /// How a runtime error reads to a client: the error code, the leader hint and a message.
@@ -93,17 +101,21 @@ public struct NodeCommandService: Sendable {
       return try reply.serializedBytes()
     }
     let peer = NodeID(request.peer)
+    // Work on the change for as long as the client waits, and no longer.
+    let timeout =
+      request.timeoutMs > 0
+      ? min(.milliseconds(Int64(request.timeoutMs)), maximumMembershipTimeout) : membershipTimeout
     do {
       if join {
-        try await node.addMember(peer, timeout: membershipTimeout)
+        try await node.addMember(peer, timeout: timeout)
       } else {
-        try await node.removeMember(peer, timeout: membershipTimeout)
+        try await node.removeMember(peer, timeout: timeout)
       }
       reply.error = .ok
       reply.members = await node.membership.all.map(\.rawValue)
     } catch .notLeader(let leader?) where !forwarded {
       let method = join ? NodeMethod.forwardedJoin : NodeMethod.forwardedRemove
-      if let answer = await forward(payload, method: method, to: leader) { return answer }
+      if let answer = await forward(payload, method: method, to: leader, timeout: timeout) { return answer }
       reply.error = .wrongLeader
       reply.leaderHint = leader.rawValue
       reply.message = "could not reach the leader \(leader)"

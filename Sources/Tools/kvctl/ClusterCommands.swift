@@ -23,7 +23,7 @@ struct ClusterCommands {
     do {
       file = try ClusterFile.load(path: absolute)
     } catch {
-      throw Failure(message: error.description)
+      throw Failure(message: error.description, status: .usage)
     }
     self.path = absolute
     self.transport = transport
@@ -70,7 +70,7 @@ struct ClusterCommands {
 
   // MARK: - up
 
-  func up() async throws -> Int32 {
+  func up() async throws -> Outcome {
     guard let router = file.routers.first else {
       throw Failure(message: "\(path): `cluster up` needs a [[router]] to check the cluster through")
     }
@@ -103,7 +103,10 @@ struct ClusterCommands {
     print("  kvctl cluster down \(path)")
     print("Router:\t\(router.api)")
     if let resp = router.resp { print("RESP:\t\(resp)") }
-    return 0
+    return ok([
+      ("cluster", .string(file.name)), ("router", .string(router.api)),
+      ("resp", router.resp.map { .string($0) } ?? .null),
+    ])
   }
 
   /// Waits until every node answers `node.status` and the controller has a leader.
@@ -157,7 +160,7 @@ struct ClusterCommands {
 
   // MARK: - status
 
-  func status(json: Bool) async throws -> Int32 {
+  func status(json: Bool) async throws -> Outcome {
     var rows: [[String: Any]] = []
     for (node, role) in file.nodes {
       var row: [String: Any] = ["name": node.name, "api": node.api, "metrics": node.metrics ?? NSNull()]
@@ -195,7 +198,7 @@ struct ClusterCommands {
         "shards_by_group": balance,
       ]
       let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
-      print(String(decoding: data, as: UTF8.self))
+      return Outcome(document: .encoded(String(decoding: data, as: UTF8.self)))
     } else {
       print("Cluster:\t\(file.name) (\(path))")
       print("NAME\tROLE\tGROUP\tPID\tSTATE\tLEADER\tAPPLIED\tAPI\tMETRICS")
@@ -219,12 +222,12 @@ struct ClusterCommands {
         print("Config:\tthe controller does not answer")
       }
     }
-    return 0
+    return ok()
   }
 
   // MARK: - down
 
-  func down(purge: Bool) async throws -> Int32 {
+  func down(purge: Bool) async throws -> Outcome {
     var signalled: [(String, Int32)] = []
     for (node, _) in file.nodes {
       guard let pid = runningPID(node.name) else { continue }
@@ -245,6 +248,8 @@ struct ClusterCommands {
       try? FileManager.default.removeItem(atPath: file.dataDirectory)
       print("removed \(file.dataDirectory)")
     }
-    return 0
+    return ok([
+      ("cluster", .string(file.name)), ("stopped", .number(Int64(signalled.count))), ("purged", .bool(purge)),
+    ])
   }
 }

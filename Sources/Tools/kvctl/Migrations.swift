@@ -69,14 +69,26 @@ enum Migrations {
   /// `kvctl migrations`: one line per shard in motion, or "No shard is moving".
   static func list(
     through clerk: ControllerClerk, transport: TCPTransport, timeout: Duration
-  ) async throws -> Int32 {
+  ) async throws -> Outcome {
     let (configuration, moves, silent) = try await inFlight(
       through: clerk, transport: transport, timeout: timeout)
     print("Config:\t\(configuration.num)")
     if moves.isEmpty { print("No shard is moving") }
     for move in moves { print(move.line) }
     for gid in silent { FileHandle.standardError.write(Data("kvctl: group \(gid) did not answer\n".utf8)) }
-    return 0
+    let documented: [JSON] = moves.map { move in
+      .object([
+        ("shard", .unsigned(UInt64(move.shard))), ("from", .unsigned(move.from)), ("to", .unsigned(move.to)),
+        ("state", .string(move.state == "pulling" ? "pulling" : "handing_off")),
+        ("keys", .unsigned(move.keys)),
+        ("bytes", .unsigned(move.bytes)),
+      ])
+    }
+    return Outcome(
+      document: .object([
+        ("config", .unsigned(configuration.num)), ("moves", .array(documented)),
+        ("silent_groups", .array(silent.map { .unsigned($0) })),
+      ]))
   }
 
   /// After `group leave GID`: waits until no member of `gid` holds a shard, showing progress

@@ -33,7 +33,7 @@ let rebalanceUsage = """
   Progress: on a terminal one updating line; otherwise one line per finished move. Ctrl-C
   stops starting moves, lets those in flight finish, prints what was done and exits 130 (a
   second Ctrl-C quits at once; moves already recorded finish on their own). Exit status: 0
-  done or nothing to do, 1 an error or not confirmed, 2 a usage error, 130 interrupted.
+  done or nothing to do, 2 a usage error, 3 unavailable, 4 not confirmed or refused, 130 interrupted.
   """
 
 /// `rebalance`'s own flags (the words after the verb; `-a` and `--timeout` are kvctl's).
@@ -56,12 +56,14 @@ struct RebalanceOptions {
       func value() throws(Failure) -> String {
         if parts.count == 2 { return parts[1] }
         guard let next = rest.popFirst() else {
-          throw Failure(message: "rebalance: \(flag) needs a value", status: 2)
+          throw Failure(message: "rebalance: \(flag) needs a value", status: .usage)
         }
         return next
       }
       func noValue() throws(Failure) {
-        guard parts.count == 1 else { throw Failure(message: "rebalance: \(flag) takes no value", status: 2) }
+        guard parts.count == 1 else {
+          throw Failure(message: "rebalance: \(flag) takes no value", status: .usage)
+        }
       }
       switch flag {
       case "--dry-run":
@@ -75,21 +77,21 @@ struct RebalanceOptions {
       case "--by":
         let text = try value()
         guard let parsed = RebalanceMode(rawValue: text) else {
-          throw Failure(message: "rebalance: --by takes count or size, not '\(text)'", status: 2)
+          throw Failure(message: "rebalance: --by takes count or size, not '\(text)'", status: .usage)
         }
         mode = parsed
       case "--max-concurrent":
         let text = try value()
         guard let count = Int(text), count >= 1 else {
           throw Failure(
-            message: "rebalance: --max-concurrent needs a whole number ≥ 1, not '\(text)'", status: 2)
+            message: "rebalance: --max-concurrent needs a whole number ≥ 1, not '\(text)'", status: .usage)
         }
         maxConcurrent = count
       case "--rate":
         let text = try value()
         guard let megabytes = Double(text), megabytes.isFinite, megabytes > 0 else {
           throw Failure(
-            message: "rebalance: --rate needs a positive number of MB/s, not '\(text)'", status: 2)
+            message: "rebalance: --rate needs a positive number of MB/s, not '\(text)'", status: .usage)
         }
         rate = megabytes
       case "--threshold":
@@ -97,33 +99,34 @@ struct RebalanceOptions {
         let number = text.hasSuffix("%") ? String(text.dropLast()) : text
         guard let percent = Double(number), percent.isFinite, (0...100).contains(percent) else {
           throw Failure(
-            message: "rebalance: --threshold needs a percentage from 0 to 100, not '\(text)'", status: 2)
+            message: "rebalance: --threshold needs a percentage from 0 to 100, not '\(text)'", status: .usage)
         }
         threshold = percent
       default:
         throw Failure(
-          message: "rebalance: unknown argument '\(word)'; see kvctl --help", status: 2)
+          message: "rebalance: unknown argument '\(word)'; see kvctl --help", status: .usage)
       }
     }
     if threshold != nil && mode != .size {
-      throw Failure(message: "rebalance: --threshold applies to --by size only", status: 2)
+      throw Failure(message: "rebalance: --threshold applies to --by size only", status: .usage)
     }
   }
 }
 
 /// `kvctl -a ADDR rebalance …`: returns the exit status (0 done or nothing to do, 130
-/// interrupted); throws `Failure` for usage errors (status 2) and failures (status 1).
+/// interrupted) and the plan as a document; throws `Failure` for usage errors (status 2) and
+/// failures.
 func runRebalance(
-  _ words: [String], address: String, transport: TCPTransport, timeout: Duration
+  _ words: [String], servers: [String], transport: TCPTransport, timeout: Duration
 ) async throws
-  -> Int32
+  -> Outcome
 {
   let options = try RebalanceOptions(words)
   if options.help {
     print(rebalanceUsage)
-    return 0
+    return ok()
   }
-  let controller = ControllerClerk(servers: [address], transport: transport, deadline: timeout)
+  let controller = ControllerClerk(servers: servers, transport: transport, deadline: timeout)
   let config = try await controller.query()
   guard !config.groups.isEmpty else {
     throw Failure(
@@ -140,20 +143,38 @@ func runRebalance(
     throw Failure(message: "rebalance: \(error)")
   }
   print(RebalanceFormat.plan(plan, configuration: config.num))
-  guard !plan.isEmpty else { return 0 }
+  // The document: the plan, and whether it was carried out.
+  func document(_ status: ExitCode, done: Bool) -> Outcome {
+    let moves: [JSON] = plan.moves.map { move in
+      .object([
+        ("shard", .number(Int64(move.shard))), ("from", .unsigned(move.from)), ("to", .unsigned(move.to)),
+        ("bytes", .unsigned(plan.sizes[move.shard].bytes)),
+      ])
+    }
+    return Outcome(
+      status: status,
+      document: .object([
+        ("config", .unsigned(config.num)), ("dry_run", .bool(options.dryRun)), ("moves", .array(moves)),
+        ("done", .bool(done)),
+      ]))
+  }
+  guard !plan.isEmpty else { return document(.success, done: true) }
   if options.dryRun {
     print("Dry run: nothing was changed.")
-    return 0
+    return document(.success, done: false)
   }
   if !options.yes {
     guard confirmRebalance() else {
-      throw Failure(message: "rebalance: not confirmed; nothing was changed (--yes skips the question)")
+      throw Failure(
+        message: "rebalance: not confirmed; nothing was changed (--yes skips the question)", status: .rejected
+      )
     }
   }
   let run = RebalanceRun(
     plan: plan, controller: controller, transport: transport, timeout: timeout,
     maxConcurrent: options.maxConcurrent, rate: options.rate)
-  return try await run.execute()
+  let status = try await run.execute()
+  return document(status == 0 ? .success : .interrupted, done: status == 0)
 }
 
 func rebalanceWarning(_ message: String) {

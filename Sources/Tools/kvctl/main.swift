@@ -11,33 +11,45 @@ import Wire
 // and its users parse them): change them only together with the tests that pin them.
 
 let usage = """
-  usage: kvctl -a ADDR [--timeout SECONDS] COMMAND [ARGS]
+  usage: kvctl -a ADDR[,ADDR...] [--timeout SECONDS] [--json] COMMAND [ARGS] [--] [ARGS]
 
-  ADDR is a member's, a router's or a controller replica's API address (HOST:PORT). A
-  router takes every data and admin command and forwards it inside the cluster. Data commands, join and remove sent to a
+  ADDR is a member's, a router's or a controller replica's API address (HOST:PORT); give
+  several, comma-separated, and kvctl tries them in turn (a dead one costs a connect timeout,
+  not the whole deadline) and keeps to the one that answered. A router takes every data and
+  admin command and forwards it inside the cluster. Data commands, join and remove sent to a
   follower are forwarded to its leader; leader, dropped, direct_get and status answer from
   the node at ADDR itself. In a sharded cluster, data commands work on any member of any
   group: a group that does not own the key's shard names its owner, and kvctl goes there.
 
   commands:
-    put KEY VALUE      store VALUE under KEY; prints OK
-    append KEY VALUE   append VALUE to KEY's value (a missing key acts as put); prints OK
-    get KEY            prints "Key:<TAB>KEY" and "Value:<TAB>VALUE"; a missing key prints
-                       the value ERROR and exits 1
+    put KEY VALUE      store VALUE under KEY; prints OK. VALUE may instead come from a file
+                       (put KEY --file PATH) or stdin (put KEY -), any bytes, up to the
+                       cluster's value limit (1 MiB by default)
+    append KEY VALUE   append VALUE to KEY's value (a missing key acts as put); prints OK;
+                       --file PATH and - as for put
+    get KEY [--out PATH]
+                       prints "Key:<TAB>KEY" and "Value:<TAB>VALUE" (the raw bytes; on a
+                       terminal, a value that is not printable is shown escaped, \\xHH); a
+                       missing key prints the value ERROR and exits 1 (a stored value ERROR
+                       exits 0: use the exit status or --json to tell them apart). --out
+                       writes the value's bytes to PATH and prints "Key:" and "Bytes:" lines
     del KEY            delete KEY; prints OK (also for a missing key)
     leader             the leader's peer address, as the node at ADDR knows it
     dropped            "Dropped:<TAB>PEER" for each member the node at ADDR has not heard
                        from for longer than the failure threshold
-    direct_get KEY     like get, from the node's own state without consensus
+    direct_get KEY [--out PATH]
+                       like get, from the node's own state without consensus
     join PEER          add the standby node PEER; prints OK once it is a voting member
-                       that has caught up
+                       that has caught up. Waits as long as the node works on it (600 s
+                       unless --timeout says otherwise; the node is told), showing on a
+                       terminal: learner, catching up N entries, voter
     remove PEER        remove the member PEER; prints OK
-    status [--json]    role, term, leader, commit and applied index, members and progress;
+    status             role, term, leader, commit and applied index, members and progress;
                        against a router: its configuration, each group's members and
                        leader, and which addresses did not answer
     locate KEY         prints "Shard:<TAB>S" and "Group:<TAB>GID": the key's shard and its
                        owner in the latest configuration ADDR knows (a member or controller)
-    shards [--json]    the configuration number of ADDR's group and each shard it holds or
+    shards             the configuration number of ADDR's group and each shard it holds or
                        is moving: state (serving, pulling, handing_off), keys and bytes
 
   shard controller commands (ADDR is a controller replica's API address):
@@ -53,8 +65,7 @@ let usage = """
                        pulling or handing off, keys and bytes
     shard move SHARD GID
                        give SHARD to group GID (no rebalance); prints OK
-    config [NUM] [--json]
-                       configuration NUM (default: the latest) as a table, or with --json
+    config [NUM]       configuration NUM (default: the latest) as a table, or with --json
                        as one line {"num":N,"shards":[GID,...],"groups":{"GID":["ADDR",...]}}
     rebalance [--dry-run] [--by count|size] [--max-concurrent N] [--rate MB/s]
               [--threshold PCT] [--yes]
@@ -72,225 +83,230 @@ let usage = """
                        the router succeed; the last lines are "Router:<TAB>ADDR" and
                        "RESP:<TAB>ADDR". On a running cluster it changes nothing; on a
                        stopped one it restarts the nodes on their data
-    cluster status [FILE] [--json]
+    cluster status [FILE]
                        one line per node (role, group, pid, up/down, leader, applied index)
                        and the shards each group holds
     cluster down [FILE] [--purge]
                        stop every node (SIGTERM, SIGKILL after 10 s); --purge also removes
                        the data
 
-  options:
-    -a, --addr ADDR    the node to talk to (required, but for cluster commands)
-    --timeout SECONDS  give up after this long (default 10)
-    --json             machine-readable output (status, config, shards)
-  \(TLSFlags.usage)
-    -h, --help         this text
+  options (anywhere on the line; -- ends them, so that any value can be stored:
+  kvctl put KEY -- --json):
+  \(CommandTable.optionsHelp)
+
+  --json (-w json): stdout carries exactly one JSON document, also on failure
+  ({"error":NAME,"exit_code":N,"message":TEXT}); what the command would print for people
+  goes to stderr. A value is {"encoding":"utf8","value":TEXT}, or "base64" when its bytes are
+  not UTF-8; get says "found":true|false.
+
+  exit status:
+    0  success
+    1  get/direct_get: the key does not exist
+    2  usage error (unknown command or option, wrong arguments, unreadable --file)
+    3  unavailable: no leader, unreachable, or no answer before the deadline (a write's
+       outcome is then unknown)
+    4  rejected: invalid argument (empty or too large key or value), wrong kind of node,
+       a refused membership or controller change
+    130  rebalance interrupted
   """
 
-struct Failure: Error {
-  var message: String
-  var status: Int32 = 1
+/// What a command produced: its exit status and its `--json` document.
+struct Outcome {
+  var status: ExitCode = .success
+  var document: JSON
 }
 
-struct Invocation {
-  var address: String?
-  var timeout: Duration = .seconds(10)
-  var json = false
-  var words: [String] = []
-  var tls = TLSFlags()
-
-  init(_ arguments: [String]) throws(Failure) {
-    var rest = arguments[...]
-    while let argument = rest.popFirst() {
-      switch argument {
-      case "-a", "--addr":
-        guard let value = rest.popFirst() else {
-          throw Failure(message: "\(argument) needs an address", status: 2)
-        }
-        address = value
-      case "--timeout":
-        guard let value = rest.popFirst(), let seconds = Double(value), seconds > 0 else {
-          throw Failure(message: "--timeout needs a positive number of seconds", status: 2)
-        }
-        timeout = .milliseconds(Int64(seconds * 1000))
-      case "--json":
-        json = true
-      case "--cacert", "--cert", "--key": try tls.parse(argument, &rest)
-      case "-h", "--help":
-        words = ["help"]
-        return
-      default:
-        if argument.hasPrefix("-") && words.isEmpty {
-          throw Failure(message: "unknown option \(argument)", status: 2)
-        }
-        words.append(argument)
-      }
-    }
-  }
+/// `{"ok":true}` and these fields.
+func ok(_ fields: [(String, JSON)] = []) -> Outcome {
+  Outcome(document: .object([("ok", .bool(true))] + fields))
 }
 
 func arguments(_ words: [String], _ names: String...) throws(Failure) -> [String] {
   let given = Array(words.dropFirst())
   guard given.count == names.count else {
     throw Failure(
-      message: "\(words[0]) takes \(names.isEmpty ? "no arguments" : names.joined(separator: " "))", status: 2
-    )
+      message: "\(words[0]) takes \(names.isEmpty ? "no arguments" : names.joined(separator: " "))",
+      status: .usage)
   }
   return given
 }
 
-func call<Reply: SwiftProtobuf.Message>(
-  _ transport: TCPTransport, _ address: String, _ method: String, _ request: some SwiftProtobuf.Message,
-  timeout: Duration, as: Reply.Type
-) async throws(Failure) -> Reply {
-  do {
-    let bytes = try await transport.call(
-      address, method: method, payload: try request.serializedBytes(), timeout: timeout)
-    return try Reply(serializedBytes: bytes)
-  } catch let error as RPCError {
-    throw Failure(message: "\(address): \(error)")
-  } catch {
-    throw Failure(message: "\(address): bad reply: \(error)")
+/// The status a membership reply's error means.
+func exitCode(_ error: Shardkv_NodeError) -> ExitCode {
+  error == .invalidArgument ? .rejected : .unavailable
+}
+
+/// `get` and `direct_get`: the lab's lines (or, with --out, the value's bytes in a file), and
+/// the document `{"key":K,"found":B,"encoding":E,"value":V}`.
+func showValue(_ key: String, _ value: [UInt8]?, invocation: Invocation) throws(Failure) -> Outcome {
+  var fields: [(String, JSON)] = [("key", .string(key)), ("found", .bool(value != nil))]
+  if let value, let path = invocation.out {
+    try ValueIO.write(value, to: path)
+    print("Key:\t\(key)\nBytes:\t\(value.count)")
+    fields += [("bytes", .number(Int64(value.count))), ("out", .string(path))]
+  } else {
+    if !invocation.json { ValueIO.printKeyValue(key, value) }
+    if let value { fields += JSON.value(value) }
   }
+  return Outcome(status: value == nil ? .notFound : .success, document: .object(fields))
 }
 
-func keyValueLines(_ key: String, _ value: [UInt8]?) -> String {
-  "Key:\t\(key)\nValue:\t\(value.map { String(decoding: $0, as: UTF8.self) } ?? "ERROR")"
-}
-
-func run(_ invocation: Invocation) async throws(Failure) -> Int32 {
-  guard let verb = invocation.words.first, verb != "help" else {
-    print(usage)
-    return invocation.words.isEmpty ? 2 : 0
+func run(_ invocation: Invocation) async throws(Failure) -> Outcome {
+  guard let verb = invocation.words.first else {
+    throw Failure(message: "no command given; see kvctl --help", status: .usage)
   }
   if verb == "cluster" { return try await runClusterCommand(invocation) }
-  guard let address = invocation.address else { throw Failure(message: "-a ADDR is required", status: 2) }
-  do {
-    _ = try PeerAddress(parsing: address)
-  } catch {
-    throw Failure(message: "-a: '\(address)' is not HOST:PORT", status: 2)
+  guard !invocation.endpoints.isEmpty else { throw Failure(message: "-a ADDR is required", status: .usage) }
+  for endpoint in invocation.endpoints {
+    do {
+      _ = try PeerAddress(parsing: endpoint)
+    } catch {
+      throw Failure(message: "-a: '\(endpoint)' is not HOST:PORT", status: .usage)
+    }
   }
-  let transport = try invocation.tls.transport()
+  if invocation.file != nil && !["put", "append"].contains(verb) {
+    throw Failure(message: "--file goes with put and append", status: .usage)
+  }
+  if invocation.out != nil && !["get", "direct_get"].contains(verb) {
+    throw Failure(message: "--out goes with get and direct_get", status: .usage)
+  }
+  let transport = try invocation.tls.transport(connectTimeout: invocation.connectTimeout)
   defer { Task { await transport.shutdown() } }
   let words = invocation.words
   let timeout = invocation.timeout
-  let clerk = KVClerk(servers: [address], transport: transport, deadline: timeout)
+  let servers = invocation.endpoints
+  let endpoints = Endpoints(servers, transport: transport, deadline: timeout)
+  let clerk = KVClerk(servers: servers, transport: transport, deadline: timeout)
   do {
     switch verb {
     case "put", "append":
-      let args = try arguments(words, "KEY", "VALUE")
+      let given = Array(words.dropFirst())
+      guard given.count == (invocation.file == nil ? 2 : 1) else {
+        throw Failure(message: "\(verb) takes KEY VALUE, KEY - (stdin) or KEY --file PATH", status: .usage)
+      }
+      let value = try ValueIO.value(argument: given.count == 2 ? given[1] : nil, file: invocation.file)
       if verb == "put" {
-        try await clerk.put(Array(args[0].utf8), Array(args[1].utf8))
+        try await clerk.put(Array(given[0].utf8), value)
       } else {
-        try await clerk.append(Array(args[0].utf8), Array(args[1].utf8))
+        try await clerk.append(Array(given[0].utf8), value)
       }
       print("OK")
+      return ok([("key", .string(given[0])), ("bytes", .number(Int64(value.count)))])
     case "get":
       let args = try arguments(words, "KEY")
-      let value = try await clerk.get(Array(args[0].utf8))
-      print(keyValueLines(args[0], value))
-      return value == nil ? 1 : 0
+      return try showValue(args[0], try await clerk.get(Array(args[0].utf8)), invocation: invocation)
     case "del", "delete":
       let args = try arguments(words, "KEY")
       try await clerk.delete(Array(args[0].utf8))
       print("OK")
+      return ok([("key", .string(args[0]))])
     case "leader":
       _ = try arguments(words)
-      let reply = try await call(
-        transport, address, NodeMethod.leader, Shardkv_LeaderRequest(), timeout: timeout,
-        as: Shardkv_LeaderReply.self)
+      let (reply, from) = try await endpoints.call(
+        NodeMethod.leader, Shardkv_LeaderRequest(), as: Shardkv_LeaderReply.self)
       guard !reply.leader.isEmpty else {
-        throw Failure(message: "\(address) knows no leader (term \(reply.term))")
+        throw Failure(message: "\(from) knows no leader (term \(reply.term))")
       }
       print(reply.leader)
+      return Outcome(document: .object([("leader", .string(reply.leader)), ("term", .unsigned(reply.term))]))
     case "dropped":
       _ = try arguments(words)
-      let reply = try await call(
-        transport, address, NodeMethod.dropped, Shardkv_DroppedRequest(), timeout: timeout,
-        as: Shardkv_DroppedReply.self)
+      let (reply, _) = try await endpoints.call(
+        NodeMethod.dropped, Shardkv_DroppedRequest(), as: Shardkv_DroppedReply.self)
       for peer in reply.peers { print("Dropped:\t\(peer)") }
+      return Outcome(document: .object([("dropped", .array(reply.peers.map { .string($0) }))]))
     case "direct_get":
       let args = try arguments(words, "KEY")
       var request = Shardkv_DirectGetRequest()
       request.key = Data(args[0].utf8)
-      let reply = try await call(
-        transport, address, KVMethod.directGet, request, timeout: timeout, as: Shardkv_DirectGetReply.self)
-      let value = reply.error == .ok ? [UInt8](reply.value) : nil
-      print(keyValueLines(args[0], value))
-      return value == nil ? 1 : 0
-    case "join", "remove":
-      let args = try arguments(words, "PEER")
-      var request = Shardkv_JoinRequest()
-      request.peer = args[0]
-      let reply = try await call(
-        transport, address, verb == "join" ? NodeMethod.join : NodeMethod.remove, request, timeout: timeout,
-        as: Shardkv_MembershipReply.self)
-      guard reply.error == .ok else {
-        throw Failure(
-          message: "\(verb) \(args[0]): \(reply.message.isEmpty ? "\(reply.error)" : reply.message)")
+      let (reply, _) = try await endpoints.call(KVMethod.directGet, request, as: Shardkv_DirectGetReply.self)
+      if reply.error == .invalidArgument {
+        throw Failure(message: "invalid argument: bad key", status: .rejected)
       }
+      return try showValue(args[0], reply.error == .ok ? [UInt8](reply.value) : nil, invocation: invocation)
+    case "join":
+      let args = try arguments(words, "PEER")
+      let members = try await MembershipChange.join(
+        args[0], through: endpoints,
+        timeout: invocation.timeoutGiven ? timeout : MembershipChange.defaultJoinTimeout)
       print("OK")
+      return ok([("peer", .string(args[0])), ("members", .array(members.map { .string($0) }))])
+    case "remove":
+      let args = try arguments(words, "PEER")
+      let members = try await MembershipChange.remove(args[0], through: endpoints, timeout: timeout)
+      print("OK")
+      return ok([("peer", .string(args[0])), ("members", .array(members.map { .string($0) }))])
     case "status":
       _ = try arguments(words)
-      let reply = try await call(
-        transport, address, NodeMethod.status, Shardkv_StatusRequest(), timeout: timeout,
-        as: Shardkv_StatusReply.self)
+      let (reply, from) = try await endpoints.call(
+        NodeMethod.status, Shardkv_StatusRequest(), as: Shardkv_StatusReply.self)
       if reply.service == "router" {
-        let view = try await call(
-          transport, address, RouterMethod.status, Shardkv_Router_RouterStatusRequest(), timeout: timeout,
-          as: Shardkv_Router_RouterStatusReply.self)
-        print(invocation.json ? StatusFormat.json(view) : StatusFormat.table(view))
-      } else {
-        print(invocation.json ? StatusFormat.json(reply) : StatusFormat.table(reply))
+        let router = Endpoints([from], transport: transport, deadline: timeout)
+        let (view, _) = try await router.call(
+          RouterMethod.status, Shardkv_Router_RouterStatusRequest(), as: Shardkv_Router_RouterStatusReply.self
+        )
+        if !invocation.json { print(StatusFormat.table(view)) }
+        return Outcome(document: .encoded(StatusFormat.json(view)))
       }
+      if !invocation.json { print(StatusFormat.table(reply)) }
+      return Outcome(document: .encoded(StatusFormat.json(reply)))
     case "locate":
       let args = try arguments(words, "KEY")
-      let (shard, group) = try await locate(Array(args[0].utf8), at: address, transport, timeout: timeout)
+      let (shard, group) = try await locate(Array(args[0].utf8), through: endpoints)
       print("Shard:\t\(shard)\nGroup:\t\(group)")
+      return Outcome(
+        document: .object([
+          ("key", .string(args[0])), ("shard", .unsigned(UInt64(shard))), ("group", .unsigned(group)),
+        ]))
     case "shards":
       _ = try arguments(words)
-      let reply = try await call(
-        transport, address, KVMethod.shards, Shardkv_ShardsRequest(), timeout: timeout,
-        as: Shardkv_ShardsReply.self)
-      print(invocation.json ? ShardsFormat.json(reply) : ShardsFormat.table(reply))
+      let (reply, _) = try await endpoints.call(
+        KVMethod.shards, Shardkv_ShardsRequest(), as: Shardkv_ShardsReply.self)
+      if !invocation.json { print(ShardsFormat.table(reply)) }
+      return Outcome(document: .encoded(ShardsFormat.json(reply)))
     case "rebalance":
-      return try await runRebalance(words, address: address, transport: transport, timeout: timeout)
+      return try await runRebalance(words, servers: servers, transport: transport, timeout: timeout)
     case "migrations":
       _ = try arguments(words)
       return try await Migrations.list(
-        through: ControllerClerk(servers: [address], transport: transport, deadline: timeout),
+        through: ControllerClerk(servers: servers, transport: transport, deadline: timeout),
         transport: transport,
         timeout: timeout)
     case "group", "shard", "config":
-      let controller = ControllerClerk(servers: [address], transport: transport, deadline: timeout)
-      try await runControllerCommand(
+      let controller = ControllerClerk(servers: servers, transport: transport, deadline: timeout)
+      return try await runControllerCommand(
         words, invocation: invocation, clerk: controller, transport: transport)
     default:
-      throw Failure(message: "unknown command '\(verb)'; see kvctl --help", status: 2)
+      throw Failure(message: "unknown command '\(verb)'; see kvctl --help", status: .usage)
     }
   } catch let error as ControllerClientError {
-    throw Failure(message: error.description)
+    switch error {
+    case .rejected: throw Failure(message: error.description, status: .rejected)
+    case .timeout: throw Failure(message: error.description, status: .unavailable)
+    }
   } catch let error as KVClientError {
-    throw Failure(message: error.description)
+    switch error {
+    case .invalidArgument: throw Failure(message: error.description, status: .rejected)
+    case .timeout: throw Failure(message: error.description, status: .unavailable)
+    }
   } catch let error as Failure {
     throw error
   } catch {
     throw Failure(message: "\(error)")
   }
-  return 0
 }
 
 /// `cluster up|status|down [FILE]` (no -a: the file names every node).
-func runClusterCommand(_ invocation: Invocation) async throws(Failure) -> Int32 {
+func runClusterCommand(_ invocation: Invocation) async throws(Failure) -> Outcome {
   var words = Array(invocation.words.dropFirst())
   let purge = words.contains("--purge")
   words.removeAll { $0 == "--purge" }
   guard let action = words.first, ["up", "status", "down"].contains(action), words.count <= 2 else {
     throw Failure(
-      message: "cluster takes up|status|down [FILE] (default \(ClusterCommands.defaultFile))", status: 2)
+      message: "cluster takes up|status|down [FILE] (default \(ClusterCommands.defaultFile))", status: .usage)
   }
-  if purge && action != "down" { throw Failure(message: "--purge goes with cluster down", status: 2) }
-  let transport = try invocation.tls.transport()
+  if purge && action != "down" { throw Failure(message: "--purge goes with cluster down", status: .usage) }
+  let transport = try invocation.tls.transport(connectTimeout: invocation.connectTimeout)
   defer { Task { await transport.shutdown() } }
   do {
     let cluster = try ClusterCommands(
@@ -309,35 +325,34 @@ func runClusterCommand(_ invocation: Invocation) async throws(Failure) -> Int32 
 
 func number<T: FixedWidthInteger>(_ text: String, _ what: String, as: T.Type) throws(Failure) -> T {
   guard let value = T(text) else {
-    throw Failure(message: "\(what) must be a number, not '\(text)'", status: 2)
+    throw Failure(message: "\(what) must be a number, not '\(text)'", status: .usage)
   }
   return value
 }
 
 /// The shard and owning group of `key`, asked of a group member (its latest configuration) or,
-/// when `address` is a controller replica, of the controller's latest configuration.
-func locate(
-  _ key: [UInt8], at address: String, _ transport: TCPTransport, timeout: Duration
-) async throws -> (shard: UInt32, group: UInt64) {
+/// when the endpoints are controller replicas, of the controller's latest configuration.
+func locate(_ key: [UInt8], through endpoints: Endpoints) async throws -> (shard: UInt32, group: UInt64) {
   if let problem = KVLimits().violation(key: key, value: []) {
-    throw Failure(message: "invalid argument: \(problem)")
+    throw Failure(message: "invalid argument: \(problem)", status: .rejected)
   }
   var request = Shardkv_LocateRequest()
   request.key = Data(key)
   do {
-    let bytes = try await transport.call(
-      address, method: KVMethod.locate, payload: try request.serializedBytes(), timeout: timeout)
-    let reply = try Shardkv_LocateReply(serializedBytes: bytes)
-    guard reply.error == .ok else { throw Failure(message: reply.message) }
+    let (reply, _) = try await endpoints.call(KVMethod.locate, request, as: Shardkv_LocateReply.self)
+    guard reply.error == .ok else {
+      throw Failure(
+        message: reply.message, status: reply.error == .invalidArgument ? .rejected : .unavailable)
+    }
     return (reply.shard, reply.group)
-  } catch RPCError.remote(code: .unknownMethod, _) {
-    let config = try await ControllerClerk(servers: [address], transport: transport, deadline: timeout)
-      .query()
+  } catch let failure as Failure where failure.status == .rejected {
+    // Not a group member: a controller replica answers from its configuration.
+    let config = try await ControllerClerk(
+      servers: endpoints.all, transport: endpoints.transport, deadline: endpoints.deadline
+    ).query()
     guard config.shardCount > 0 else { throw Failure(message: "the controller has no shards") }
     let shard = ShardMap(shardCount: config.shardCount).shard(of: key)
     return (UInt32(shard), config.shards[shard])
-  } catch let error as RPCError {
-    throw Failure(message: "\(address): \(error)")
   }
 }
 
@@ -349,7 +364,7 @@ func checkMembers(_ members: [String], of gid: GroupID, _ transport: TCPTranspor
     do {
       _ = try PeerAddress(parsing: member)
     } catch {
-      throw Failure(message: "'\(member)' is not HOST:PORT", status: 2)
+      throw Failure(message: "'\(member)' is not HOST:PORT", status: .usage)
     }
     let status: Shardkv_StatusReply
     do {
@@ -363,33 +378,37 @@ func checkMembers(_ members: [String], of gid: GroupID, _ transport: TCPTranspor
       continue
     }
     if status.service == "controller" {
-      throw Failure(message: "\(member) is a shard controller replica, not a member of group \(gid)")
+      throw Failure(
+        message: "\(member) is a shard controller replica, not a member of group \(gid)", status: .rejected)
     }
     if status.groupID == 0 {
       throw Failure(
-        message: "\(member) is a standalone store (started without --group), not a member of group \(gid)")
+        message: "\(member) is a standalone store (started without --group), not a member of group \(gid)",
+        status: .rejected)
     }
     if status.groupID != gid {
-      throw Failure(message: "\(member) is a member of group \(status.groupID), not of group \(gid)")
+      throw Failure(
+        message: "\(member) is a member of group \(status.groupID), not of group \(gid)", status: .rejected)
     }
   }
 }
 
 func runControllerCommand(
   _ words: [String], invocation: Invocation, clerk: ControllerClerk, transport: TCPTransport
-) async throws {
+) async throws -> Outcome {
   switch (words[0], words.dropFirst().first) {
   case ("group", "join"):
     let args = try arguments(Array(words.dropFirst()), "GID", "ADDR1,ADDR2,...")
     let gid = try number(args[0], "GID", as: GroupID.self)
     let members = args[1].split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-    guard gid != 0 else { throw Failure(message: "GID 0 is reserved (it means unassigned)", status: 2) }
+    guard gid != 0 else { throw Failure(message: "GID 0 is reserved (it means unassigned)", status: .usage) }
     guard !members.isEmpty, members.allSatisfy({ !$0.isEmpty }) else {
-      throw Failure(message: "group join needs a comma-separated member list", status: 2)
+      throw Failure(message: "group join needs a comma-separated member list", status: .usage)
     }
     try await checkMembers(members, of: gid, transport)
     try await clerk.join([gid: members])
     print("OK")
+    return ok([("group", .unsigned(gid)), ("members", .array(members.map { .string($0) }))])
   case ("group", "leave"):
     var rest = Array(words.dropFirst())
     let wait = !rest.contains("--no-wait")
@@ -400,24 +419,30 @@ func runControllerCommand(
     try await clerk.leave([gid])
     // The leave is recorded; its shards now move. Wait for the drain unless asked not to
     // (progress on stderr; stdout stays the bare OK scripts expect).
+    var drained: Bool?
     if wait && !members.isEmpty {
-      _ = await Migrations.drain(gid, members: members, transport: transport, timeout: invocation.timeout)
+      drained = await Migrations.drain(
+        gid, members: members, transport: transport, timeout: invocation.timeout)
     }
     print("OK")
+    return ok([("group", .unsigned(gid)), ("drained", drained.map { .bool($0) } ?? .null)])
   case ("shard", "move"):
     let args = try arguments(Array(words.dropFirst()), "SHARD", "GID")
     let shard = try number(args[0], "SHARD", as: Int.self)
-    try await clerk.move(shard: shard, to: try number(args[1], "GID", as: GroupID.self))
+    let gid = try number(args[1], "GID", as: GroupID.self)
+    try await clerk.move(shard: shard, to: gid)
     print("OK")
+    return ok([("shard", .number(Int64(shard))), ("group", .unsigned(gid))])
   case ("config", _):
-    guard words.count <= 2 else { throw Failure(message: "config takes [NUM]", status: 2) }
+    guard words.count <= 2 else { throw Failure(message: "config takes [NUM]", status: .usage) }
     let num = try words.count == 2 ? number(words[1], "NUM", as: Int64.self) : -1
     let config = try await clerk.query(num)
-    print(invocation.json ? config.jsonLine : ConfigFormat.table(config))
+    if !invocation.json { print(ConfigFormat.table(config)) }
+    return Outcome(document: .encoded(config.jsonLine))
   case ("group", _):
-    throw Failure(message: "group takes join GID ADDR1,ADDR2,... or leave GID", status: 2)
+    throw Failure(message: "group takes join GID ADDR1,ADDR2,... or leave GID", status: .usage)
   default:
-    throw Failure(message: "shard takes move SHARD GID", status: 2)
+    throw Failure(message: "shard takes move SHARD GID", status: .usage)
   }
 }
 
@@ -428,11 +453,47 @@ LoggingSystem.bootstrap { label in
   return handler
 }
 
-let status: Int32
-do {
-  status = try await run(try Invocation(Array(CommandLine.arguments.dropFirst())))
-} catch {
-  FileHandle.standardError.write(Data("kvctl: \(error.message)\n".utf8))
-  status = error.status
+/// Runs the command line: exit status, stdout and stderr as `--help` documents them.
+func main() async -> Int32 {
+  let invocation: Invocation
+  do {
+    invocation = try Invocation(Array(CommandLine.arguments.dropFirst()))
+  } catch {
+    FileHandle.standardError.write(Data("kvctl: \(error.message)\n".utf8))
+    // A usage error is a document too when --json was asked for.
+    if CommandLine.arguments.contains("--json") { CommandOutput(json: true).emitFailure(error) }
+    return error.status.rawValue
+  }
+  if invocation.help || invocation.words == ["help"] {
+    print(usage)
+    return ExitCode.success.rawValue
+  }
+  if invocation.words.isEmpty && invocation.completionShell == nil {
+    print(usage)
+    return ExitCode.usage.rawValue
+  }
+  if let shell = invocation.completionShell {
+    do {
+      print(try CompletionScript.script(for: shell), terminator: "")
+      return ExitCode.success.rawValue
+    } catch {
+      FileHandle.standardError.write(Data("kvctl: \(error.message)\n".utf8))
+      return error.status.rawValue
+    }
+  }
+  let output = CommandOutput(json: invocation.json)
+  do {
+    let outcome = try await run(invocation)
+    output.emit(outcome.document)
+    return outcome.status.rawValue
+  } catch {
+    fflush(nil)
+    FileHandle.standardError.write(Data("kvctl: \(error.message)\n".utf8))
+    output.emitFailure(error)
+    return error.status.rawValue
+  }
 }
+
+let status = await main()
+fflush(nil)
 exit(status)

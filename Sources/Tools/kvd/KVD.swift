@@ -113,6 +113,12 @@ struct KVD: AsyncParsableCommand {
   @Option(help: "Largest value in bytes.")
   var maxValueBytes = 1 << 20
 
+  @Option(help: "Compact the Raft log once it holds more entries than this.")
+  var maxLogEntries = 10_000
+
+  @Option(help: "Applied entries kept after a compaction (a follower further behind gets a snapshot).")
+  var retainedEntries = 1_000
+
   @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics.")
   var metrics: String?
 
@@ -194,6 +200,9 @@ struct KVD: AsyncParsableCommand {
     }
     guard maxKeyBytes > 0, maxValueBytes >= 0 else { throw ValidationError("limits must be positive") }
     try LimitOptions.checkValueFitsFrame(maxKeyBytes: maxKeyBytes, maxValueBytes: maxValueBytes)
+    guard maxLogEntries >= 1, (0..<maxLogEntries).contains(retainedEntries) else {
+      throw ValidationError("need --max-log-entries ≥ 1 and 0 ≤ --retained-entries < --max-log-entries")
+    }
     if let metrics { _ = try parsed(metrics, "--metrics") }
     guard Logger.Level(rawValue: logLevel) != nil else {
       throw ValidationError("unknown --log-level \(logLevel)")
@@ -288,6 +297,8 @@ struct KVD: AsyncParsableCommand {
       electionTicks: electionMs / Self.tickMs, heartbeatTicks: heartbeatMs / Self.tickMs,
       unreachableTicks: failureMs / Self.tickMs)
     limits.apply(to: &options)
+    options.maxLogEntries = maxLogEntries
+    options.retainedEntries = retainedEntries
     let voters: [NodeID]
     if bootstrapAlone {
       voters = [id]

@@ -290,6 +290,10 @@ public nonisolated struct Shardkv_JoinRequest: Sendable {
 
   public var peer: String = String()
 
+  /// How long the sender waits, in milliseconds (0 = unknown: the node's own default): the
+  /// node works on the change for that long and no longer, so client and server agree.
+  public var timeoutMs: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -302,6 +306,9 @@ public nonisolated struct Shardkv_RemoveRequest: Sendable {
   // methods supported on all messages.
 
   public var peer: String = String()
+
+  /// As JoinRequest's (the two have the same shape and decode as each other).
+  public var timeoutMs: UInt32 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -649,7 +656,7 @@ nonisolated extension Shardkv_StatusReply: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Shardkv_JoinRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".JoinRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}peer\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}peer\0\u{3}timeout_ms\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -658,6 +665,7 @@ nonisolated extension Shardkv_JoinRequest: SwiftProtobuf.Message, SwiftProtobuf.
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.peer) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.timeoutMs) }()
       default: break
       }
     }
@@ -667,11 +675,15 @@ nonisolated extension Shardkv_JoinRequest: SwiftProtobuf.Message, SwiftProtobuf.
     if !self.peer.isEmpty {
       try visitor.visitSingularStringField(value: self.peer, fieldNumber: 1)
     }
+    if self.timeoutMs != 0 {
+      try visitor.visitSingularUInt32Field(value: self.timeoutMs, fieldNumber: 2)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Shardkv_JoinRequest, rhs: Shardkv_JoinRequest) -> Bool {
     if lhs.peer != rhs.peer {return false}
+    if lhs.timeoutMs != rhs.timeoutMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -679,7 +691,7 @@ nonisolated extension Shardkv_JoinRequest: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Shardkv_RemoveRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RemoveRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}peer\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}peer\0\u{3}timeout_ms\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -688,6 +700,7 @@ nonisolated extension Shardkv_RemoveRequest: SwiftProtobuf.Message, SwiftProtobu
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.peer) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.timeoutMs) }()
       default: break
       }
     }
@@ -697,11 +710,15 @@ nonisolated extension Shardkv_RemoveRequest: SwiftProtobuf.Message, SwiftProtobu
     if !self.peer.isEmpty {
       try visitor.visitSingularStringField(value: self.peer, fieldNumber: 1)
     }
+    if self.timeoutMs != 0 {
+      try visitor.visitSingularUInt32Field(value: self.timeoutMs, fieldNumber: 2)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Shardkv_RemoveRequest, rhs: Shardkv_RemoveRequest) -> Bool {
     if lhs.peer != rhs.peer {return false}
+    if lhs.timeoutMs != rhs.timeoutMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -22,6 +22,8 @@ final class KVTestCluster: @unchecked Sendable {
   let network: InMemoryNetwork
   let size: Int
   var raftOptions: RaftNodeOptions
+  /// How long a member works on one client request (unless the request says less).
+  var requestTimeout: Duration = .seconds(1)
   private let root = FileManager.default.temporaryDirectory.appendingPathComponent(
     "kvgroup-\(UUID().uuidString)"
   ).path
@@ -57,7 +59,7 @@ final class KVTestCluster: @unchecked Sendable {
       transport: WireRaftTransport(transport: transport, messageTimeout: .milliseconds(50)),
       bootstrapVoters: (0..<size).map(peer), logger: logger)
     var server = KVGroupServer(node: node, stateMachine: stateMachine, peers: transport)
-    server.requestTimeout = .seconds(1)
+    server.requestTimeout = requestTimeout
     server.nodeCommands.forwardTimeout = .seconds(1)
     var peerHandlers = RPCHandlers()
     WireRaftTransport.register(node, in: &peerHandlers)
