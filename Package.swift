@@ -132,9 +132,9 @@ let package = Package(
     .testTarget(name: "ShardKVTests", dependencies: ["ShardKV", "Router", "Raft", "Storage", "Wire"]),
     .testTarget(
       name: "RouterTests", dependencies: ["Router", "ShardKV", "ShardCtrler", "Raft", "Storage", "Wire"]),
-    // Real kvd processes on loopback, driven through kvctl; depends on the tools so that
+    // Real kvd processes on loopback, driven through kvctl (and kvbench); depends on the tools so that
     // `swift build --build-tests` builds them.
-    .testTarget(name: "ProcessTests", dependencies: ["kvd", "kvctl"]),
+    .testTarget(name: "ProcessTests", dependencies: ["kvd", "kvctl", "kvbench"]),
   ],
   swiftLanguageModes: [.v6]
 )
