@@ -29,7 +29,9 @@
 # 1-client shape (default 10000), MAX_CONNS (100), PROFILE (0), PROFILE_CLIENTS (1,256),
 # DEADLINE (3600), DATA_ROOT where data directories go ($TMPDIR or /tmp), BASE_PORT (24000:
 # kvd API +0..2 and peer +100..102, etcd client +200..202 and peer +300..302; keep below the
-# kernel's ephemeral range).
+# kernel's ephemeral range), SKIP_BUILD=1 to use the binaries already in BIN (default
+# .build/release; BIN=.build/debug SKIP_BUILD=1 tries the script out without a release build,
+# and its ShardKV figures then mean nothing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,7 +46,7 @@ base=${BASE_PORT:-24000}
 key_size=8
 value_size=256
 
-bin=.build/release
+bin=${BIN:-.build/release}
 etcd_build=$PWD/.build-etcd
 work=$(mktemp -d "${DATA_ROOT:-${TMPDIR:-/tmp}}/shardkv-bench-vs-etcd.XXXXXX")
 bench_name=bench-vs-etcd
@@ -59,7 +61,6 @@ IFS=, read -r -a counts <<<"$clients_list"
 for c in "${counts[@]}"; do [[ $c =~ ^[1-9][0-9]*$ ]] || fail "CLIENTS must be positive numbers: $clients_list"; done
 total_for() { if (($1 == 1)); then echo "$total_one"; else echo "$total_many"; fi; }
 conns_for() { echo $(($1 < max_conns ? $1 : max_conns)); }
-profiled() { [[ $profile == 1 && ",$profile_clients," == *",$1,"* ]]; }
 
 section "Machine"
 bench_machine disk
@@ -67,7 +68,11 @@ uptime_before=$(uptime_line)
 echo "uptime before: $uptime_before"
 
 section "Build (release), etcd"
-bench_build_release
+if [[ ${SKIP_BUILD:-0} == 1 ]]; then
+  echo "not built (SKIP_BUILD=1): using the binaries in $bin"
+else
+  bench_build_release
+fi
 bench_install_etcd
 
 section "etcd's benchmark tool, from Debian's etcd source package"
@@ -160,7 +165,7 @@ measure() {
   result[$shape,server_cpu]=$(awk -v a="$before_cpu" -v b="$after_cpu" 'BEGIN { printf "%.1f", b - a }')
   result[$shape,load_cpu]=$(awk '{ printf "%.1f", $1 + $2 }' "$work/$shape.time")
   result[$shape,busy]=$(awk -v b=$((busy1 - busy0)) -v t=$((total1 - total0)) \
-    'BEGIN { printf "%.0f%%", t > 0 ? 100 * b / t : 0 }')
+    'BEGIN { printf "%.0f%%", (t > 0 ? 100 * b / t : 0) }')
 }
 
 # etcd's benchmark prints "Requests/sec:\tN" and "  50% in S secs." (report.go).
@@ -241,10 +246,10 @@ for c in "${profile_counts[@]+"${profile_counts[@]}"}"; do
   fi
   echo "-- by shared object"
   perf report -i "$work/$shape.perf.data" --stdio --no-children --sort dso -g none 2>/dev/null |
-    grep -Ev '^#|^$' | head -n 12 | cut -c 1-150
+    grep -Ev '^#|^$' | head -n 12 | cut -c 1-150 || true
   echo "-- by symbol (≥ 1%)"
   perf report -i "$work/$shape.perf.data" --stdio --no-children --sort symbol --percent-limit 1 -g none \
-    2>/dev/null | grep -Ev '^#|^$' | head -n 30 | cut -c 1-150
+    2>/dev/null | grep -Ev '^#|^$' | head -n 30 | cut -c 1-150 || true
 done
 stop_group
 
@@ -252,6 +257,7 @@ uptime_after=$(uptime_line)
 section "Results (${key_size} B keys, ${value_size} B values; connections = min(clients, $max_conns))"
 echo "uptime before: $uptime_before"
 echo "uptime after:  $uptime_after"
+echo "ShardKV binaries: $bin"
 echo
 printf '%-10s %8s %12s %10s %12s %10s %9s %9s\n' workload requests "etcd ops/s" "etcd p50" \
   "ShardKV/s" "SKV p50" "ops ratio" "p50 ratio"

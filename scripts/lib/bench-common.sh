@@ -187,7 +187,7 @@ bench_install_etcd() {
     bench_apt_install etcd-server etcd-client
     echo "installed: $(etcd --version | head -n 1)"
   fi
-  etcdctl version | head -n 1
+  echo "$(etcdctl version | head -n 1)"
 }
 
 # Starts three etcd members in $work/etcd (logs $work/etcd-mI.log; etcd fsyncs by default)
