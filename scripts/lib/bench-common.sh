@@ -65,11 +65,16 @@ bench_traps() {
 }
 
 # Bounds the whole run: past $1 seconds the script stops itself (and cleans up). Sets
-# `watchdog` to the watchdog's pid.
+# `watchdog` to the watchdog's pid; stopping the watchdog also stops its `sleep`, which would
+# otherwise outlive the script.
 bench_watchdog() {
   local limit=$1 script_pid=$$
-  (sleep "$limit" && echo "$bench_name: deadline of $limit s reached" >&2 &&
-    kill -TERM "$script_pid") &
+  (
+    trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM
+    sleep "$limit" &
+    sleeper=$!
+    wait "$sleeper" && echo "$bench_name: deadline of $limit s reached" >&2 && kill -TERM "$script_pid"
+  ) &
   watchdog=$!
   monitors+=("$watchdog")
 }
