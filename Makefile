@@ -78,3 +78,10 @@ bench-migration: deps
 .PHONY: bench-router
 bench-router: deps
 	scripts/bench-router.sh
+
+# etcd's own benchmark tool (built from Debian's etcd source package) against three etcd members
+# and a three-node ShardKV group on loopback: put and linearizable get at 1, 256 and 1000
+# clients; figures in BENCHMARKS.md ("Raft runtime vs etcd's benchmark (issue 11)").
+.PHONY: bench-vs-etcd
+bench-vs-etcd: deps
+	scripts/bench-vs-etcd.sh

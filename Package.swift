@@ -149,13 +149,13 @@ let package = Package(
     .testTarget(name: "ShardKVTests", dependencies: ["ShardKV", "Router", "Raft", "Storage", "Wire"]),
     .testTarget(
       name: "RouterTests", dependencies: ["Router", "ShardKV", "ShardCtrler", "Raft", "Storage", "Wire"]),
-    // Real kvd processes on loopback, driven through kvctl; depends on the tools so that
+    // Real kvd processes on loopback, driven through kvctl (and kvbench); depends on the tools so that
     // `swift build --build-tests` builds them.
-    // Raft, Storage and Wire for the forged peer of HostilePeerProcessTests (real frames).
+    // kvbench for KVBenchProcessTests; Raft, Storage and Wire for the forged peer of HostilePeerProcessTests (real frames).
     .testTarget(
       name: "ProcessTests",
       dependencies: [
-        "kvd", "kvctl", "Raft", "Seeded", "Storage", "Wire",
+        "kvd", "kvctl", "kvbench", "Raft", "Seeded", "Storage", "Wire",
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       ]),
   ],

@@ -36,103 +36,20 @@ etcd_key=276 etcd_value=1024 etcd_seconds=60
 
 bin=.build/release
 work=$(mktemp -d -t shardkv-bench-kv.XXXXXX)
-pids=()
-
-stop_pids() {
-  local pid
-  for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "$@"; do
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-}
-
-cleanup() {
-  local status=$?
-  trap - EXIT INT TERM
-  if ((${#pids[@]})); then stop_pids "${pids[@]}"; fi
-  if ((status != 0)); then
-    for log in "$work"/*.log; do
-      [[ -s $log ]] || continue
-      echo "--- last lines of $log" >&2
-      tail -n 20 "$log" | cut -c 1-300 >&2
-    done
-  fi
-  rm -rf "$work"
-  exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-port_busy() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
-for offset in 0 1 2 100 101 102 200 201 202 300 301 302; do
-  if port_busy $((base + offset)); then
-    echo "bench-kv: port $((base + offset)) is in use; set BASE_PORT to a free range" >&2
-    exit 1
-  fi
-done
-
-section() { printf '\n== %s\n' "$*"; }
-# Prints a command, then runs it.
-run() { printf '+ %s\n' "$*"; "$@"; }
+bench_name=bench-kv
+# shellcheck source=scripts/lib/bench-common.sh
+source scripts/lib/bench-common.sh
+bench_traps
+bench_check_ports "$base" 0 1 2 100 101 102 200 201 202 300 301 302
 
 section "Machine"
-echo "nproc: $(nproc)"
-echo "CPU: $(lscpu | sed -n 's/^Model name: *//p' | head -n 1)"
-echo "memory: $(free -g | awk '/^Mem:/ {print $2 " GiB"}')"
-disk=$(df --output=source "$work" | tail -n 1)
-echo "disk under $work: $disk (rotational flag: $(cat "/sys/block/$(basename "$disk")/queue/rotational" 2>/dev/null || echo unknown))"
-echo "fsync probe: $(dd if=/dev/zero of="$work/fsync-probe" bs=4k count=500 oflag=dsync 2>&1 | tail -n 1 | sed 's/.*copied, //') for 500 synchronous 4 KiB writes"
-rm -f "$work/fsync-probe"
-echo "swift: $(swift --version 2>&1 | head -n 1)"
+bench_machine disk
 echo "load average before the run: $(cut -d " " -f 1-3 /proc/loadavg)"
 
 section "Build (release)"
-for product in kvd kvctl kvbench; do swift build -c release --product "$product"; done
+bench_build_release
 
-kvd_api() { echo "127.0.0.1:$((base + $1))"; }
-kvd_peer() { echo "127.0.0.1:$((base + 100 + $1))"; }
 kvd_servers="$(kvd_api 0),$(kvd_api 1),$(kvd_api 2)"
-group=()
-
-# Starts a three-node kvd group in $work/$1 and waits for a leader.
-start_group() {
-  local name=$1 peers i
-  peers="$(kvd_peer 0),$(kvd_peer 1),$(kvd_peer 2)"
-  group=()
-  for i in 0 1 2; do
-    "$bin/kvd" -a "$(kvd_api $i)" -p "$(kvd_peer $i)" --peers "$peers" \
-      --data "$work/$name/node$i" --log-level warning 2>>"$work/$name-node$i.log" &
-    pids+=($!)
-    group+=($!)
-  done
-  for _ in $(seq 1 100); do
-    for i in "${group[@]}"; do
-      kill -0 "$i" 2>/dev/null || { echo "bench-kv: a kvd node exited at start" >&2; exit 1; }
-    done
-    if "$bin/kvctl" -a "$(kvd_api 0)" --timeout 1 leader >/dev/null 2>&1; then
-      echo "kvd group up (data in $work/$name, fsync on every Raft write)"
-      return
-    fi
-    sleep 0.1
-  done
-  echo "bench-kv: the kvd group elected no leader within 10 s" >&2
-  exit 1
-}
-
-stop_group() {
-  stop_pids "${group[@]}"
-  local remaining=() pid member
-  for pid in "${pids[@]}"; do
-    member=0
-    for g in "${group[@]}"; do [[ $pid == "$g" ]] && member=1; done
-    ((member)) || remaining+=("$pid")
-  done
-  pids=("${remaining[@]+"${remaining[@]}"}")
-  group=()
-}
 
 section "ShardKV: kvbench kv at $kv_clients clients, 16 B keys, 128 B values"
 start_group shardkv
@@ -141,52 +58,16 @@ run "$bin/kvbench" kv --servers "$kvd_servers" --clients "$kv_clients" --key-siz
 stop_group
 
 section "etcd: install if missing"
-if command -v etcd >/dev/null && command -v etcdctl >/dev/null; then
-  echo "present: $(etcd --version | head -n 1)"
-else
-  as_root() { if ((EUID == 0)); then "$@"; else sudo "$@"; fi; }
-  if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y etcd-server etcd-client; then
-    as_root apt-get update
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y etcd-server etcd-client
-  fi
-  echo "installed: $(etcd --version | head -n 1)"
-fi
-echo "$(etcdctl version | head -n 1)"
+bench_install_etcd
 
 section "etcd: three members, etcdctl check perf --load=$load"
-etcd_client() { echo "http://127.0.0.1:$((base + 200 + $1))"; }
-etcd_peer() { echo "http://127.0.0.1:$((base + 300 + $1))"; }
-cluster="m0=$(etcd_peer 0),m1=$(etcd_peer 1),m2=$(etcd_peer 2)"
-etcd_endpoints="$(etcd_client 0),$(etcd_client 1),$(etcd_client 2)"
-etcd_group=()
-for i in 0 1 2; do
-  etcd --name "m$i" --data-dir "$work/etcd/m$i" \
-    --listen-client-urls "$(etcd_client $i)" --advertise-client-urls "$(etcd_client $i)" \
-    --listen-peer-urls "$(etcd_peer $i)" --initial-advertise-peer-urls "$(etcd_peer $i)" \
-    --initial-cluster "$cluster" --initial-cluster-state new --initial-cluster-token bench-kv \
-    --logger zap --log-level error 2>>"$work/etcd-m$i.log" &
-  pids+=($!)
-  etcd_group+=($!)
-done
-healthy=0
-for _ in $(seq 1 100); do
-  for i in "${etcd_group[@]}"; do
-    kill -0 "$i" 2>/dev/null || { echo "bench-kv: an etcd member exited at start" >&2; exit 1; }
-  done
-  if ETCDCTL_API=3 etcdctl --endpoints "$etcd_endpoints" endpoint health >/dev/null 2>&1; then
-    healthy=1
-    break
-  fi
-  sleep 0.1
-done
-((healthy)) || { echo "bench-kv: the etcd cluster did not become healthy within 10 s" >&2; exit 1; }
-echo "etcd cluster up (data in $work/etcd)"
+start_etcd
+etcd_endpoints=$(etcd_endpoints)
 # It exits non-zero when the cluster fails its thresholds: that is a figure, not an error here.
 # Its progress bar is left out of the output.
 run env ETCDCTL_API=3 etcdctl --endpoints "$etcd_endpoints" check perf --load="$load" \
   2>&1 | tee "$work/etcd-check-perf.out" | tr '\r' '\n' | grep -Ev '^ *[0-9]+ / [0-9]+ |Boo*m|^ *$' || true
 etcd_writes=$(grep -o '[0-9]* writes/s' "$work/etcd-check-perf.out" | awk '{print $1}' | tail -n 1)
-group=("${etcd_group[@]}")
 stop_group
 if [[ -z $etcd_writes ]]; then
   echo "bench-kv: etcdctl check perf printed no throughput" >&2

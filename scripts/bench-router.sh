@@ -42,75 +42,23 @@ base=${BASE_PORT:-25000}
 
 bin=.build/release
 work=$(mktemp -d "${DATA_ROOT:-${TMPDIR:-/tmp}}/shardkv-bench-router.XXXXXX")
-pids=()
-monitors=()
-keep_logs=0
+bench_name=bench-router
+bench_keep_logs=1
+# shellcheck source=scripts/lib/bench-common.sh
+source scripts/lib/bench-common.sh
 findings=()
+bench_traps
 
-stop_pids() {
-  local pid
-  for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "$@"; do
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-}
+# The whole run is bounded: past DEADLINE seconds the script stops itself (and cleans up).
+bench_watchdog "$deadline"
 
-cleanup() {
-  local status=$?
-  trap - EXIT INT TERM
-  if ((${#monitors[@]})); then stop_pids "${monitors[@]}"; fi
-  if ((${#pids[@]})); then stop_pids "${pids[@]}"; fi
-  if ((status != 0 || keep_logs)); then
-    local kept
-    kept=$(mktemp -d -t shardkv-bench-router-logs.XXXXXX)
-    cp "$work"/*.log "$work"/*.out "$kept"/ 2>/dev/null || true
-    for log in "$kept"/*.log; do
-      [[ -s $log ]] || continue
-      echo "--- last lines of $log" >&2
-      tail -n 15 "$log" | cut -c 1-300 >&2
-    done
-    echo "bench-router: logs kept in $kept" >&2
-  fi
-  rm -rf "$work"
-  exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-script_pid=$$
-(sleep "$deadline" && echo "bench-router: deadline of $deadline s reached" >&2 &&
-  kill -TERM "$script_pid") &
-monitors+=($!)
-
-fail() {
-  echo "bench-router: $*" >&2
-  exit 1
-}
-
-port_busy() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
-for offset in 0 100 11 12 13 21 22 23 31 32 33 111 112 113 121 122 123 131 132 133 90 91 92; do
-  if port_busy $((base + offset)); then
-    fail "port $((base + offset)) is in use; set BASE_PORT to a free range"
-  fi
-done
-
-section() { printf '\n== %s\n' "$*"; }
-now_ms() { date +%s%3N; }
-uptime_line() { uptime | sed 's/^ *//'; }
+bench_check_ports "$base" 0 100 11 12 13 21 22 23 31 32 33 111 112 113 121 122 123 131 132 133 90 91 92
 
 section "Machine"
-echo "nproc: $(nproc)"
-echo "CPU: $(lscpu | sed -n 's/^Model name: *//p' | head -n 1)"
-echo "memory: $(free -g | awk '/^Mem:/ {print $2 " GiB"}')"
-echo "fsync probe: $(dd if=/dev/zero of="$work/fsync-probe" bs=4k count=500 oflag=dsync 2>&1 | tail -n 1 | sed 's/.*copied, //') for 500 synchronous 4 KiB writes"
-rm -f "$work/fsync-probe"
-echo "swift: $(swift --version 2>&1 | head -n 1)"
+bench_machine
 
 section "Build (release) and redis-server"
-for product in kvd kvctl kvbench; do swift build -c release --product "$product"; done
+bench_build_release
 if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null; then
   apt-get install -y redis-server >/dev/null || { apt-get update >/dev/null && apt-get install -y redis-server >/dev/null; }
 fi

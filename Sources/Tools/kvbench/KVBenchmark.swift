@@ -37,6 +37,12 @@ struct KVBenchmark: AsyncParsableCommand {
       --exclude-shards skips keys of the given shards (the key number is kept, its digits \
       shifted), so the load stays off a shard that is being moved.
 
+      etcd's benchmark shapes: --total N ends each timed phase (put, get, mixed) after N \
+      requests in total across clients instead of after --seconds, as etcd's `benchmark \
+      --total` does; --connections N makes the clients share N TCP connections (client i uses \
+      connection i mod N, each its own session), as etcd's `--conns` does. Every get is \
+      linearizable (ReadIndex), like etcd's `range --consistency=l`.
+
       Other phases (--ops): `load` writes --load-mb MiB of values as fast as --clients \
       allow, each put a new key with fresh random bytes (so shard pages do not compress), \
       and reports MiB/s; `mixed` runs gets (--read-percent) and puts together for --seconds and \
@@ -67,6 +73,18 @@ struct KVBenchmark: AsyncParsableCommand {
       get (reads keys written before), mixed (gets and puts at once).
       """)
   var ops = "put,get"
+
+  @Option(
+    help: ArgumentHelp(
+      "End each timed phase (put, get, mixed) after this many requests across all clients, "
+        + "instead of after --seconds; 0 for --seconds.", valueName: "requests"))
+  var total = 0
+
+  @Option(
+    help: ArgumentHelp(
+      "TCP connections the clients share (client i uses connection i mod N); 0 for one per client.",
+      valueName: "N"))
+  var connections = 0
 
   @Option(help: "Cap on requests per second across all clients; 0 for none.")
   var rate = 0
@@ -151,6 +169,8 @@ struct KVBenchmark: AsyncParsableCommand {
     guard valueSize >= 0 else { throw ValidationError("--value-size must not be negative") }
     guard seconds > 0 else { throw ValidationError("--seconds must be positive") }
     guard rate >= 0 else { throw ValidationError("--rate must not be negative") }
+    guard total >= 0 else { throw ValidationError("--total must not be negative") }
+    guard connections >= 0 else { throw ValidationError("--connections must not be negative") }
     guard opTimeout > 0, connectTimeout > 0 else {
       throw ValidationError("--op-timeout and --connect-timeout must be positive")
     }
@@ -260,14 +280,16 @@ struct KVBenchmark: AsyncParsableCommand {
     let settings = LoadSettings(
       servers: servers, leaderFirst: leaderFirst, controllers: controllers, keys: keys, value: value,
       opTimeout: .milliseconds(Int64(opTimeout * 1000)), rate: rate, readPercent: readPercent,
-      loadBytes: loadMb << 20, stopFile: stopFile)
+      loadBytes: loadMb << 20, stopFile: stopFile, total: total, connections: connections)
     let sampleLog = try samples.map { try SampleLog(path: $0) }
 
     try await Self.preflight(settings)
 
+    if connections > 0 { placement += "; clients share \(connections) connections" }
     emit(
       "kv: \(placement); \(keySize) B keys, \(valueSize) B values; "
-        + "\(seconds) s per timed phase; rate " + (rate > 0 ? "capped at \(rate)/s" : "unlimited"))
+        + (total > 0 ? "\(total) requests" : "\(seconds) s") + " per timed phase; rate "
+        + (rate > 0 ? "capped at \(rate)/s" : "unlimited"))
     emit(LoadResult.header)
     for count in counts {
       let fleet = Fleet(count: count, settings: settings)
@@ -475,6 +497,10 @@ struct LoadSettings: Sendable {
   var loadBytes: Int
   /// A timed phase ends early once this file exists.
   var stopFile: String?
+  /// Requests per timed phase across all clients; 0 to run for the phase's duration instead.
+  var total = 0
+  /// TCP connections the clients share; 0 for one per client.
+  var connections = 0
 }
 
 /// Hands out send times `1/rate` apart: a token bucket of depth one, shared by all clients.
@@ -496,7 +522,9 @@ final class Pacer: Sendable {
   }
 }
 
-/// The clients of one run: each a clerk with its own session and transport.
+/// The clients of one run: each a clerk with its own session. Each has its own transport (one
+/// TCP connection per server it talks to), or, with `settings.connections`, client i uses
+/// transport i mod N, its calls multiplexed with the others' on that connection.
 struct Fleet: Sendable {
   let clerks: [KVClerk]
   let transports: [TCPTransport]
@@ -506,9 +534,10 @@ struct Fleet: Sendable {
   init(count: Int, settings: LoadSettings) {
     self.settings = settings
     var clerks: [KVClerk] = []
-    var transports: [TCPTransport] = []
+    let shared = settings.connections > 0 ? min(settings.connections, count) : count
+    let transports = (0..<shared).map { _ in TCPTransport(client: .init(connectionsPerPeer: 1)) }
     for index in 0..<count {
-      let transport = TCPTransport(client: .init(connectionsPerPeer: 1))
+      let transport = transports[index % shared]
       var order = settings.servers
       if let leader = settings.leaderFirst, let at = order.firstIndex(of: leader) {
         order = [leader] + order[..<at] + order[(at + 1)...]
@@ -520,7 +549,6 @@ struct Fleet: Sendable {
         KVClerk(
           servers: order, transport: transport, deadline: settings.opTimeout,
           controllers: settings.controllers))
-      transports.append(transport)
     }
     self.clerks = clerks
     self.transports = transports
@@ -548,9 +576,12 @@ struct Fleet: Sendable {
     let readable = Self.sharedCounter.current
     let reserved = Counter()
     let stop = StopSignal(file: phase == .load ? nil : settings.stopFile)
+    // With a total, a timed phase ends after that many requests (each client takes one from
+    // the budget before sending), not at a time.
+    let budget = phase != .load && settings.total > 0 ? Counter() : nil
     let clock = ContinuousClock()
     let start = clock.now
-    let end = phase == .load ? start + .seconds(365 * 86_400) : start + duration
+    let end = phase == .load || budget != nil ? start + .seconds(365 * 86_400) : start + duration
     let totals = await withTaskGroup(of: ClientResults.self) { group in
       for clerk in clerks {
         group.addTask {
@@ -567,6 +598,7 @@ struct Fleet: Sendable {
               }
             }
             if now >= end { break }
+            if let budget, budget.next() >= settings.total { break }
             let op: Op
             switch phase {
             case .load:
