@@ -8,12 +8,29 @@ deps:
 build: deps
 	swift build
 
-# Zero warnings, lint clean, every test, and a short fuzzing slice of the RESP parser.
+# Zero warnings, lint clean, every test, a short fuzzing slice of the RESP parser, and a short
+# nemesis slice (fixed seeds of both shapes, and proof that a broken read path is caught).
 test: deps
 	scripts/check-build.sh
 	scripts/lint.sh
 	swift test --skip-build
 	scripts/fuzz.sh RESPFuzz 30
+	scripts/nemesis-ci.sh
+
+# The nemesis slice of `make test` alone (needs root: network namespaces; RELIABILITY.md).
+.PHONY: nemesis-ci
+nemesis-ci: deps
+	scripts/nemesis-ci.sh
+
+# A nemesis campaign: make nemesis [RUNS=50] [RUN_SECONDS=120] [SHAPE=both] [SEED=N];
+# results and how to read them in RELIABILITY.md.
+RUNS ?= 50
+RUN_SECONDS ?= 120
+SHAPE ?= both
+SEED ?= $(shell date +%s)
+.PHONY: nemesis
+nemesis: deps
+	scripts/nemesis.sh --runs $(RUNS) --seconds $(RUN_SECONDS) --shape $(SHAPE) --seed $(SEED) --dir nemesis-runs
 
 # A longer fuzzing campaign: make fuzz SECONDS=600
 SECONDS ?= 300

@@ -113,7 +113,7 @@ let package = Package(
     .executableTarget(
       name: "kvbench",
       dependencies: [
-        "Router", "ShardKV", "Raft", "Storage", "Wire",
+        "Router", "ShardKV", "ShardCtrler", "Raft", "Storage", "Wire", "Linearizability",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -139,7 +139,7 @@ let package = Package(
       name: "RouterTests", dependencies: ["Router", "ShardKV", "ShardCtrler", "Raft", "Storage", "Wire"]),
     // Real kvd processes on loopback, driven through kvctl; depends on the tools so that
     // `swift build --build-tests` builds them.
-    .testTarget(name: "ProcessTests", dependencies: ["kvd", "kvctl"]),
+    .testTarget(name: "ProcessTests", dependencies: ["kvd", "kvctl", "kvbench"]),
   ],
   swiftLanguageModes: [.v6]
 )

@@ -190,6 +190,11 @@ final class ProcessCluster {
     finish(try launch(args, watchdog: watchdog))
   }
 
+  /// Runs kvbench (built beside the tests) with these arguments.
+  static func kvbench(_ args: [String], watchdog: Duration = .seconds(120)) throws -> Output {
+    finish(try launch(args, watchdog: watchdog, executable: binaries.appendingPathComponent("kvbench")))
+  }
+
   /// Runs another program (redis-cli, redis-benchmark, python3), found on the PATH as a shell
   /// would (so python3 is the one scripts/install-deps.sh installed packages for).
   static func tool(_ name: String, _ args: [String], watchdog: Duration = .seconds(120)) throws -> Output {
