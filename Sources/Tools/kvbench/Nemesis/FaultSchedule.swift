@@ -1,8 +1,8 @@
 import Seeded
 
 /// The faults of one run, drawn from its seed before the run starts (so the seed names the
-/// schedule): one fault at a time, each held for a while and then healed, with a quiet gap
-/// after it. Which node is the leader is only known when a fault begins, so a fault may name
+/// schedule): one step at a time (one fault, or two at once), each held for a while and then
+/// healed, with a quiet gap after it. Which node is the leader is only known when a fault begins, so a fault may name
 /// "the leader of Raft group G", resolved then.
 struct FaultSchedule: Sendable {
   enum Target: Hashable, Sendable, CustomStringConvertible {
@@ -57,11 +57,16 @@ struct FaultSchedule: Sendable {
     }
   }
 
-  struct Step: Hashable, Sendable {
+  /// One or two faults that start together and end together.
+  struct Step: Hashable, Sendable, CustomStringConvertible {
     /// From the start of the workload.
     var at: Duration
-    var fault: Fault
+    var faults: [Fault]
     var lasts: Duration
+
+    var description: String {
+      "at \(at.secondsText) s for \(lasts.secondsText) s: \(faults.map(\.description).joined(separator: " + "))"
+    }
   }
 
   var steps: [Step]
@@ -72,45 +77,58 @@ struct FaultSchedule: Sendable {
     var steps: [Step] = []
     var now = Duration.milliseconds(Int.random(in: 1000...3000, using: &random))
     let end = Duration.seconds(seconds) - .seconds(3)
-    let groups = topology.raftGroups
     while true {
       let lasts = Duration.milliseconds(Int.random(in: 1500...6000, using: &random))
       guard now + lasts <= end else { break }
-      let g = Int.random(in: 0..<groups.count, using: &random)
-      let members = groups[g]
-      func target() -> Target {
-        Bool.random(using: &random)
-          ? .leader(raftGroup: g) : .node(members.randomElement(using: &random) ?? members[0])
+      var faults = [Self.draw(topology: topology, using: &random)]
+      // One step in four runs two faults at once (a partition while a node is down, two
+      // members of a group killed together, ...).
+      if Int.random(in: 0..<4, using: &random) == 0 {
+        faults.append(Self.draw(topology: topology, using: &random))
       }
-      let fault: Fault
-      switch Int.random(in: 0..<12, using: &random) {
-      case 0..<3: fault = .kill(target())
-      case 3..<5:
-        // Routers are stateless: killing one now and then tests the clients' failover.
-        if topology.nodes.contains(where: { $0.role == .router }), Int.random(in: 0..<4, using: &random) == 0
-        {
-          let routers = topology.nodes.indices.filter { topology.nodes[$0].role == .router }
-          fault = .kill(.node(routers.randomElement(using: &random) ?? routers[0]))
-        } else {
-          fault = .pause(target())
-        }
-      case 5..<7:
-        let shuffled = members.shuffled(using: &random)
-        fault = .splitGroup(raftGroup: g, minority: Array(shuffled.prefix((members.count - 1) / 2)).sorted())
-      case 7..<9: fault = .isolate(target())
-      case 9..<11:
-        let shuffled = members.shuffled(using: &random)
-        let half = (members.count - 1) / 2
-        fault = .bridge(
-          raftGroup: g, bridge: shuffled[0], left: Array(shuffled[1...half]).sorted(),
-          right: Array(shuffled[(half + 1)...]).sorted())
-      default: fault = .oneWay(from: target(), raftGroup: g)
-      }
-      steps.append(Step(at: now, fault: fault, lasts: lasts))
+      steps.append(Step(at: now, faults: faults, lasts: lasts))
       now += lasts + .milliseconds(Int.random(in: 500...2500, using: &random))
     }
     self.steps = steps
   }
 
-  var counts: [String: Int] { Dictionary(steps.map { ($0.fault.kind, 1) }, uniquingKeysWith: +) }
+  /// One fault on a random Raft group of `topology`.
+  private static func draw(topology: NemesisTopology, using random: inout SeededGenerator) -> Fault {
+    let groups = topology.raftGroups
+    let g = Int.random(in: 0..<groups.count, using: &random)
+    let members = groups[g]
+    func target() -> Target {
+      Bool.random(using: &random)
+        ? .leader(raftGroup: g) : .node(members.randomElement(using: &random) ?? members[0])
+    }
+    switch Int.random(in: 0..<12, using: &random) {
+    case 0..<3: return .kill(target())
+    case 3..<5:
+      // Routers are stateless: killing one now and then tests the clients' failover.
+      let routers = topology.nodes.indices.filter { topology.nodes[$0].role == .router }
+      if !routers.isEmpty, Int.random(in: 0..<4, using: &random) == 0 {
+        return .kill(.node(routers.randomElement(using: &random) ?? routers[0]))
+      }
+      return .pause(target())
+    case 5..<7:
+      let shuffled = members.shuffled(using: &random)
+      return .splitGroup(raftGroup: g, minority: Array(shuffled.prefix((members.count - 1) / 2)).sorted())
+    case 7..<9: return .isolate(target())
+    case 9..<11:
+      let shuffled = members.shuffled(using: &random)
+      let half = (members.count - 1) / 2
+      return .bridge(
+        raftGroup: g, bridge: shuffled[0], left: Array(shuffled[1...half]).sorted(),
+        right: Array(shuffled[(half + 1)...]).sorted())
+    default: return .oneWay(from: target(), raftGroup: g)
+    }
+  }
+
+  /// Faults by kind; "combined" counts the steps that ran two at once.
+  var counts: [String: Int] {
+    var counts = Dictionary(steps.flatMap(\.faults).map { ($0.kind, 1) }, uniquingKeysWith: +)
+    let combined = steps.filter { $0.faults.count > 1 }.count
+    if combined > 0 { counts["combined"] = combined }
+    return counts
+  }
 }

@@ -109,9 +109,11 @@ struct Nemesis: AsyncParsableCommand {
         let runSeed = first &+ UInt64(k - 1)
         let topology = NemesisTopology.make(shape(ofRun: k), groupSize: nodes) { "10.213.0.\($0 + 1)" }
         let schedule = FaultSchedule(seed: runSeed, seconds: seconds, topology: topology)
-        print("run \(k): seed \(runSeed), shape \(shape(ofRun: k).rawValue), \(schedule.steps.count) faults")
+        print(
+          "run \(k): seed \(runSeed), shape \(shape(ofRun: k).rawValue), \(schedule.steps.count) steps, \(schedule.steps.flatMap(\.faults).count) faults"
+        )
         for step in schedule.steps {
-          print("  at \(step.at.secondsText) s for \(step.lasts.secondsText) s: \(step.fault)")
+          print("  \(step)")
         }
       }
       return

@@ -82,9 +82,9 @@ struct NemesisRun {
         "  Raft group \(g): nodes \(members)\(topology.raftGroupIDs[g].map { $0 == 0 ? "" : " (replica group \($0))" } ?? " (controller)")"
       )
     }
-    say("fault schedule (\(schedule.steps.count) faults):")
+    say("fault schedule (\(schedule.steps.count) steps, \(schedule.steps.flatMap(\.faults).count) faults):")
     for step in schedule.steps {
-      say("  at \(step.at.secondsText) s for \(step.lasts.secondsText) s: \(step.fault)")
+      say("  \(step)")
     }
     outcome.faults = schedule.counts
 
@@ -238,9 +238,20 @@ struct FaultInjector: Sendable {
   func run(_ schedule: FaultSchedule, from start: ContinuousClock.Instant) async {
     for step in schedule.steps {
       try? await Task.sleep(until: start + step.at)
-      let undo = await begin(step.fault)
+      var links: Set<NetworkLab.Link> = []
+      var undo: [@Sendable () async -> Void] = []
+      for fault in step.faults {
+        let begun = await begin(fault)
+        links.formUnion(begun.links)
+        if let end = begun.undo { undo.append(end) }
+      }
+      if !links.isEmpty { apply(links) }
       try? await Task.sleep(until: start + step.at + step.lasts)
-      await undo()
+      if !links.isEmpty {
+        apply([])
+        say("  healed the network")
+      }
+      for end in undo { await end() }
     }
   }
 
@@ -268,53 +279,56 @@ struct FaultInjector: Sendable {
     return links
   }
 
-  /// Starts `fault`; returns what ends it.
-  private func begin(_ fault: FaultSchedule.Fault) async -> @Sendable () async -> Void {
+  /// Starts `fault`'s process part; returns the links it drops (the caller drops those of
+  /// every fault of a step at once) and what ends its process part.
+  private func begin(
+    _ fault: FaultSchedule.Fault
+  ) async -> (links: Set<NetworkLab.Link>, undo: (@Sendable () async -> Void)?) {
     let everyone = Array(topology.nodes.indices)
-    let heal: @Sendable () async -> Void = { [lab, say] in
-      do { try lab.heal() } catch { say("  heal failed: \(error)") }
-      say("  healed the network")
-    }
     switch fault {
     case .kill(let target):
       let node = await resolve(target)
       await processes.kill9(node)
       say("fault: kill -9 \(name(node))")
-      return { [processes, say] in
-        do {
-          try processes.start(node)
-          say("  restarted node \(node)")
-        } catch {
-          say("  cannot restart node \(node): \(error)")
+      return (
+        [],
+        { [processes, say] in
+          do {
+            try processes.start(node)
+            say("  restarted node \(node)")
+          } catch {
+            say("  cannot restart node \(node): \(error)")
+          }
         }
-      }
+      )
     case .pause(let target):
       let node = await resolve(target)
       processes.pause(node)
       say("fault: SIGSTOP \(name(node))")
-      return { [processes, say] in
-        processes.resume(node)
-        say("  SIGCONT node \(node)")
-      }
+      return (
+        [],
+        { [processes, say] in
+          processes.resume(node)
+          say("  SIGCONT node \(node)")
+        }
+      )
     case .splitGroup(_, let minority):
       let rest = everyone.filter { !minority.contains($0) }
       say("fault: partition \(minority) | the rest")
-      apply(links(between: minority, and: rest))
-      return heal
+      return (links(between: minority, and: rest), nil)
     case .isolate(let target):
       let node = await resolve(target)
       say("fault: isolate \(name(node))")
-      apply(links(between: [node], and: everyone))
-      return heal
+      return (links(between: [node], and: everyone), nil)
     case .bridge(_, let bridge, let left, let right):
       say("fault: bridge \(left) | \(right) through node \(bridge)")
-      apply(links(between: left, and: right))
-      return heal
+      return (links(between: left, and: right), nil)
     case .oneWay(let target, let g):
       let node = await resolve(target)
       say("fault: drop everything \(name(node)) sends to the rest of Raft group \(g)")
-      apply(Set(topology.raftGroups[g].filter { $0 != node }.map { NetworkLab.Link(from: node, to: $0) }))
-      return heal
+      return (
+        Set(topology.raftGroups[g].filter { $0 != node }.map { NetworkLab.Link(from: node, to: $0) }), nil
+      )
     }
   }
 

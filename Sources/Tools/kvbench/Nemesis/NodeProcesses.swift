@@ -30,7 +30,9 @@ final class NodeProcesses: Sendable {
 
   func dataDirectory(_ node: Int) -> String { "\(directory)/\(topology.nodes[node].name)" }
 
+  /// Starts `node`'s kvd; nothing when it is already running.
   func start(_ node: Int) throws {
+    if isRunning(node) { return }
     let spec = topology.nodes[node]
     var arguments = ["netns", "exec", lab.namespace(node), kvd] + spec.arguments + ["--log-level", "notice"]
     if spec.role != .router { arguments += ["--data", dataDirectory(node)] }
