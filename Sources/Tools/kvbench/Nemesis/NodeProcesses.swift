@@ -89,8 +89,8 @@ final class NodeProcesses: Sendable {
     running.withLock { all in all.filter { !$0.value.process.isRunning }.map(\.key).sorted() }
   }
 
-  /// SIGTERM to every node and waits; false when one had to be killed (it did not stop in time)
-  /// or exited with a failure.
+  /// SIGTERM to every node, then waits for each; returns a problem per node that had to be
+  /// killed (it did not stop in time) or exited with a failure.
   func stopAll(within limit: Duration = .seconds(15)) async -> [String] {
     let all = running.withLock { all in
       let taken = all
@@ -98,10 +98,9 @@ final class NodeProcesses: Sendable {
       return taken
     }
     var problems: [String] = []
-    for (node, entry) in all {
+    for entry in all.values {
       if entry.paused { kill(entry.process.processIdentifier, SIGCONT) }
       kill(entry.process.processIdentifier, SIGTERM)
-      _ = node
     }
     for (node, entry) in all.sorted(by: { $0.key < $1.key }) {
       if await !Self.waitForExit(entry.process, within: limit) {
