@@ -8,8 +8,9 @@ deps:
 build: deps
 	swift build
 
-# Zero warnings, lint clean, every test, and a short fuzzing slice of each fuzz target (the
-# first fuzz build of a target compiles its dependencies again, instrumented).
+# Zero warnings, lint clean, every test, a short fuzzing slice of each fuzz target (the first
+# fuzz build of a target compiles its dependencies again, instrumented), and a short nemesis
+# slice (fixed seeds of both shapes, and proof that a broken read path is caught).
 FUZZ_TARGETS = RESPFuzz FrameFuzz RaftFuzz HandlerFuzz
 test: deps
 	scripts/check-build.sh
@@ -19,6 +20,22 @@ test: deps
 	scripts/fuzz.sh FrameFuzz 20
 	scripts/fuzz.sh RaftFuzz 20
 	scripts/fuzz.sh HandlerFuzz 20
+	scripts/nemesis-ci.sh
+
+# The nemesis slice of `make test` alone (needs root: network namespaces; RELIABILITY.md).
+.PHONY: nemesis-ci
+nemesis-ci: deps
+	scripts/nemesis-ci.sh
+
+# A nemesis campaign: make nemesis [RUNS=50] [RUN_SECONDS=120] [SHAPE=both] [SEED=N];
+# results and how to read them in RELIABILITY.md.
+RUNS ?= 50
+RUN_SECONDS ?= 120
+SHAPE ?= both
+SEED ?= $(shell date +%s)
+.PHONY: nemesis
+nemesis: deps
+	scripts/nemesis.sh --runs $(RUNS) --seconds $(RUN_SECONDS) --shape $(SHAPE) --seed $(SEED) --dir nemesis-runs
 
 # A longer fuzzing campaign of every target: make fuzz SECONDS=600
 SECONDS ?= 300

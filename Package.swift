@@ -86,6 +86,9 @@ let package = Package(
         .product(name: "Logging", package: "swift-log"),
       ]
     ),
+    // Linearizability checking of recorded key-value histories: pure, standard library only
+    // (the in-process tests and `kvbench check`/`kvbench nemesis` share it).
+    .target(name: "Linearizability"),
     // Cluster files (TOML): parsing, checking, and the kvd flags each node gets.
     .target(name: "ClusterConfig", dependencies: [.product(name: "TOMLKit", package: "TOMLKit")]),
     .executableTarget(
@@ -113,7 +116,7 @@ let package = Package(
     .executableTarget(
       name: "kvbench",
       dependencies: [
-        "Router", "ShardKV", "Raft", "Storage", "Wire",
+        "Router", "ShardKV", "ShardCtrler", "Raft", "Storage", "Wire", "Linearizability",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -146,7 +149,9 @@ let package = Package(
     .testTarget(name: "RaftRuntimeTests", dependencies: ["Raft", "Storage", "Wire"]),
     .testTarget(name: "ShardCtrlerTests", dependencies: ["ShardCtrler", "Raft", "Storage", "Wire"]),
     // In-process clusters of groups, controllers and routers.
-    .testTarget(name: "ShardKVTests", dependencies: ["ShardKV", "Router", "Raft", "Storage", "Wire"]),
+    .testTarget(
+      name: "ShardKVTests", dependencies: ["ShardKV", "Router", "Raft", "Storage", "Wire", "Linearizability"]),
+    .testTarget(name: "LinearizabilityTests", dependencies: ["Linearizability"]),
     .testTarget(
       name: "RouterTests", dependencies: ["Router", "ShardKV", "ShardCtrler", "Raft", "Storage", "Wire"]),
     // Real kvd processes on loopback, driven through kvctl (and kvbench); depends on the tools so that

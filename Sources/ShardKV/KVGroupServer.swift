@@ -79,6 +79,12 @@ public struct KVGroupServer: Sendable {
 
   // MARK: - Client operations
 
+  /// A deliberately broken read path that exists only to prove the nemesis can fail
+  /// (RELIABILITY.md): with `SHARDKV_UNSAFE_STALE_READS=1` in its environment a member answers
+  /// Get from its own state without ReadIndex, so a follower, or a deposed leader that has
+  /// not heard of its successor, serves stale values. Never set it outside that test.
+  static let unsafeStaleReads = ProcessInfo.processInfo.environment["SHARDKV_UNSAFE_STALE_READS"] == "1"
+
   func handleRequest(_ payload: [UInt8], forwarded: Bool) async throws -> [UInt8] {
     let started = ContinuousClock.now
     let reply = try await execute(payload, forwarded: forwarded)
@@ -102,7 +108,7 @@ public struct KVGroupServer: Sendable {
     do {
       switch request.op {
       case .get:
-        try await node.linearizableRead(timeout: timeout)
+        if !Self.unsafeStaleReads { try await node.linearizableRead(timeout: timeout) }
         return try stateMachine.read(key).serializedBytes()
       case .put, .append, .delete:
         var command = Shardkv_Group_Command()

@@ -1,4 +1,5 @@
 import Foundation
+import Linearizability
 import Raft
 import Router
 import ShardCtrler
