@@ -84,6 +84,34 @@ public final class RocksDB: @unchecked Sendable {
   /// be `sending`, and a registered iterator's C handles stay shared with its `RocksIterator`
   /// (safely, because of `lock`; see the type's documentation).
   private let resourcesLock = Mutex(())
+  /// The first write that failed, if one has: every later write is refused without reaching
+  /// RocksDB, whose write path asserts (aborting the process) when it is handed a write after
+  /// its log writer has seen an I/O error such as a full disk. Writes hold this lock while in
+  /// RocksDB, so none can slip in between a failure and its record here; RocksDB serializes
+  /// its log writes anyway, so the lock costs little. The owner learns of the failure from the
+  /// first error and stops; the gate keeps a concurrent writer (a node's state machine beside
+  /// its log) from turning that into a crash.
+  private let writeFailure = Mutex<String?>(nil)
+
+  /// Runs one native write through the gate described at `writeFailure`.
+  private func gatedWrite(
+    _ operation: String, _ body: () -> UnsafeMutablePointer<CChar>?
+  ) throws(StorageError) {
+    try writeFailure.withLock { (failure: inout String?) throws(StorageError) in
+      if let failure {
+        throw .rocksdb(operation: operation, message: "refused after an earlier write failed: \(failure)")
+      }
+      do throws(StorageError) {
+        try throwIfError(body(), operation: operation)
+      } catch {
+        failure = error.description
+        throw error
+      }
+    }
+  }
+
+  /// RocksDB's `InfoLogLevel::ERROR_LEVEL`.
+  private static let errorLogLevel: Int32 = 3
 
   /// Opens the database at `path`, creating it (if `options.createIfMissing`) and any column
   /// family in `columnFamilies` that does not exist yet.
@@ -101,6 +129,10 @@ public final class RocksDB: @unchecked Sendable {
     rocksdb_options_set_create_if_missing(rocksOptions, options.createIfMissing ? 1 : 0)
     rocksdb_options_set_create_missing_column_families(rocksOptions, 1)
     rocksdb_options_set_compression(rocksOptions, options.compression.rawValue)
+    // RocksDB's own LOG file in the data directory gets errors only. On a full disk RocksDB's
+    // no-space recovery thread writes a warning through a LOG writer that has already failed,
+    // and Debian's librocksdb (built with assertions) aborts the process there.
+    rocksdb_options_set_info_log_level(rocksOptions, Self.errorLogLevel)
     if let threads = options.backgroundThreads {
       rocksdb_options_increase_parallelism(rocksOptions, threads)
     }
@@ -223,15 +255,17 @@ public final class RocksDB: @unchecked Sendable {
   ) throws(StorageError) {
     try withNative { native throws(StorageError) in
       let family = try handle(for: columnFamily, in: native)
-      var error: UnsafeMutablePointer<CChar>?
-      withCBytes(key) { key, keyLength in
-        withCBytes(value) { value, valueLength in
-          rocksdb_put_cf(
-            native.database, writeOptions(native, sync: sync), family, key, keyLength, value,
-            valueLength, &error)
+      try gatedWrite("put") {
+        var error: UnsafeMutablePointer<CChar>?
+        withCBytes(key) { key, keyLength in
+          withCBytes(value) { value, valueLength in
+            rocksdb_put_cf(
+              native.database, writeOptions(native, sync: sync), family, key, keyLength, value,
+              valueLength, &error)
+          }
         }
+        return error
       }
-      try throwIfError(error, operation: "put")
     }
   }
 
@@ -241,11 +275,13 @@ public final class RocksDB: @unchecked Sendable {
   ) throws(StorageError) {
     try withNative { native throws(StorageError) in
       let family = try handle(for: columnFamily, in: native)
-      var error: UnsafeMutablePointer<CChar>?
-      withCBytes(key) { key, keyLength in
-        rocksdb_delete_cf(native.database, writeOptions(native, sync: sync), family, key, keyLength, &error)
+      try gatedWrite("delete") {
+        var error: UnsafeMutablePointer<CChar>?
+        withCBytes(key) { key, keyLength in
+          rocksdb_delete_cf(native.database, writeOptions(native, sync: sync), family, key, keyLength, &error)
+        }
+        return error
       }
-      try throwIfError(error, operation: "delete")
     }
   }
 
@@ -289,9 +325,11 @@ public final class RocksDB: @unchecked Sendable {
           }
         }
       }
-      var error: UnsafeMutablePointer<CChar>?
-      rocksdb_write(native.database, writeOptions(native, sync: sync), nativeBatch, &error)
-      try throwIfError(error, operation: "write")
+      try gatedWrite("write") {
+        var error: UnsafeMutablePointer<CChar>?
+        rocksdb_write(native.database, writeOptions(native, sync: sync), nativeBatch, &error)
+        return error
+      }
     }
   }
 

@@ -128,15 +128,15 @@ final class ShardedClusterProcessTests: XCTestCase {
       guard answers else { throw failure("node \(node) does not answer status", cluster, logsOf: [node]) }
     }
 
-    // group join checks what each node says it is.
+    // group join checks what each node says it is, and refuses (exit 4, rejected) a wrong one.
     var out = try cluster.kvctl(controller, "group", "join", "2", cluster.apis([first]), timeout: 15)
-    XCTAssertEqual(out.status, 1, out.summary)
+    XCTAssertEqual(out.status, 4, out.summary)
     XCTAssertTrue(out.stderr.contains("is a member of group 1, not of group 2"), out.summary)
     out = try cluster.kvctl(controller, "group", "join", "2", cluster.apis([standalone]), timeout: 15)
-    XCTAssertEqual(out.status, 1, out.summary)
+    XCTAssertEqual(out.status, 4, out.summary)
     XCTAssertTrue(out.stderr.contains("is a standalone store"), out.summary)
     out = try cluster.kvctl(controller, "group", "join", "2", controllerAPI, timeout: 15)
-    XCTAssertEqual(out.status, 1, out.summary)
+    XCTAssertEqual(out.status, 4, out.summary)
     XCTAssertTrue(out.stderr.contains("is a shard controller replica"), out.summary)
     out = try cluster.kvctl(controller, "group", "join", "1", cluster.apis([first]), timeout: 15)
     try requireOK(out, "group join 1", cluster, logsOf: [controller, first])

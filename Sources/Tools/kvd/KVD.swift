@@ -410,7 +410,15 @@ struct KVD: AsyncParsableCommand {
         metadata: ["api": "\(api)", "peer": "\(peerAddress)", "data": "\(directory)"])
     }
 
-    let failure = await Termination.wait(orUntilStopped: node)
+    if let failure = await Termination.wait(orUntilStopped: node) {
+      // Raft's promises rest on the disk: a node that cannot write stops serving altogether,
+      // and whatever supervises it sees a failed process, not a live one with a frozen state.
+      // It exits at once, as a crash would (RocksDB recovers from that): a graceful close, or
+      // RocksDB's own no-space recovery thread, writes through a log writer that has failed,
+      // and Debian's librocksdb (built with assertions) aborts the process there.
+      FileHandle.standardError.write(Data("kvd: stopped: \(failure)\n".utf8))
+      _exit(1)
+    }
     logger.info("kvd shutting down")
     await migration?.stop()
     await node.stop()
@@ -418,11 +426,6 @@ struct KVD: AsyncParsableCommand {
     await transport.shutdown()
     await apiTransport.shutdown()
     db.close()
-    if let failure {
-      // Raft's promises rest on the disk: a node that cannot write stops serving altogether,
-      // and whatever supervises it sees a failed process, not a live one with a frozen state.
-      Self.fail("stopped: \(failure)")
-    }
   }
 
   static func fail(_ message: String) -> Never {
