@@ -133,7 +133,8 @@ let package = Package(
     .executableTarget(
       name: "HandlerFuzz",
       dependencies: [
-        "ShardKV", "ShardCtrler", "Raft", "Storage", "Wire", .product(name: "Logging", package: "swift-log"),
+        "ShardKV", "ShardCtrler", "Raft", "Router", "Storage", "Wire",
+        .product(name: "Logging", package: "swift-log"),
       ],
       path: "Sources/Fuzz/HandlerFuzz"),
     .executableTarget(

@@ -28,6 +28,9 @@ public struct RequestRouter: Sendable {
   let transport: any Transport
   /// How long a request may take when the client does not say.
   public var defaultTimeout: Duration = .seconds(5)
+  /// The longest a client may ask a request to take: a larger `timeout_ms` is cut to this, so
+  /// no request keeps the router retrying for days.
+  public var maxTimeout: Duration = .seconds(60)
   /// One call to a group member or controller replica.
   public var callTimeout: Duration = .seconds(2)
 
@@ -44,7 +47,8 @@ public struct RequestRouter: Sendable {
     guard let request = try? Shardkv_KvRequest(serializedBytes: payload) else {
       return Self.encode(Self.reply(.invalidArgument, "malformed request"))
     }
-    let timeout = request.timeoutMs > 0 ? Duration.milliseconds(Int64(request.timeoutMs)) : defaultTimeout
+    let asked = request.timeoutMs > 0 ? Duration.milliseconds(Int64(request.timeoutMs)) : defaultTimeout
+    let timeout = min(asked, maxTimeout)
     return Self.encode(await route(request, payload: payload, timeout: timeout))
   }
 

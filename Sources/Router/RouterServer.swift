@@ -13,7 +13,7 @@ import Wire
 /// Stateless: everything it knows (the configuration, the leaders) is a cache that a restart
 /// rebuilds from the controller and from replies.
 public struct RouterServer: Sendable {
-  public let router: RequestRouter
+  public var router: RequestRouter
   public let apiAddress: String
   let transport: any Transport
   /// How long JOIN_CLUSTER may take (the new node is caught up before it is promoted).

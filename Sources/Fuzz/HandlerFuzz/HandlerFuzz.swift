@@ -2,6 +2,7 @@ import Dispatch
 import Foundation
 import Logging
 import Raft
+import Router
 import ShardCtrler
 import ShardKV
 import Storage
@@ -9,8 +10,8 @@ import Synchronization
 import Wire
 
 // libFuzzer target for the protobuf request handlers of the API and peer addresses: a
-// single-node KV group and a single-node shard controller (real RocksDB in a temporary
-// directory, the in-memory network) serve every method kvd registers; the first input byte
+// single-node KV group, a single-node shard controller (real RocksDB in a temporary
+// directory, the in-memory network) and a router serve every method kvd registers; the first input byte
 // picks the method, the rest is its payload. A handler may answer or throw, within its own
 // timeout; a crash, a sanitizer report or a handler that never returns is a finding. Built like
 // RESPFuzz (see Sources/Fuzz/RESPFuzz/RESPFuzz.swift): `scripts/fuzz.sh HandlerFuzz SECONDS`;
@@ -169,11 +170,23 @@ final class Harness: Sendable {
     ctrl.registerForwardedMethods(in: &ctrlPeer)
     WireRaftTransport.register(ctrlNode, in: &ctrlPeer)
 
+    // A router whose controller never answers (nothing listens at its address): every method
+    // answers within its own short deadline.
+    var router = RouterServer(
+      apiAddress: "router:api", controllers: ["ctrl:api"], transport: network.transport(for: "router:api"))
+    router.joinTimeout = .seconds(1)
+    router.router.defaultTimeout = .seconds(1)
+    router.router.maxTimeout = .seconds(1)
+    router.router.callTimeout = .milliseconds(200)
+    var routerAPI = RPCHandlers()
+    router.registerMethods(in: &routerAPI)
+
     await kvNode.start()
     await ctrlNode.start()
     var methods: [Method] = []
     for (prefix, table) in [
       ("kv-api ", api), ("kv-peer ", peer), ("ctrl-api ", ctrlAPI), ("ctrl-peer ", ctrlPeer),
+      ("router-api ", routerAPI),
     ] {
       for name in table.methods {
         guard let handler = table[name] else { continue }
