@@ -739,7 +739,11 @@ final class RaftSimulation {
           && lc.appliedIndex == lc.commitIndex
       }, maxSteps: maxSteps)
     if !caughtUp {
-      let view = liveIDs.map { "\($0): applied \(nodes[$0]!.stateMachine.applied)" }
+      let view = liveIDs.map { id -> String in
+        let core = nodes[id]!.core!
+        return
+          "\(id): applied \(nodes[id]!.stateMachine.applied) commit \(core.commitIndex) last \(core.lastIndex) first \(core.firstIndex) term \(core.term) role \(core.role) members \(core.membership.all) pending \(nodes[id]!.pendingReady != nil) progress \(String(describing: nodes[leader ?? id]!.core!.progress(of: id)))"
+      }
       fail("members did not catch up after healing: \(view)", file: file, line: line)
       return
     }
