@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine lacks to build and test ShardKV: the RocksDB and zstd
 # development packages (and pkg-config, which SwiftPM uses to find them), and redis-tools
-# (redis-cli, redis-benchmark) for the router's RESP tests, and Python's prometheus_client for
-# the metrics test. Does nothing when
+# (redis-cli, redis-benchmark) for the router's RESP tests, iproute2 for the nemesis, openssl for
+# the TLS tests, and Python's prometheus_client for the metrics test. Does nothing when
 # they are present. Needs root (or sudo) only when something is missing.
 set -euo pipefail
 
@@ -16,6 +16,10 @@ else
 fi
 # The router's process tests drive it with the real redis-cli and redis-benchmark.
 command -v redis-benchmark >/dev/null 2>&1 || missing+=(redis-tools)
+# The nemesis puts each node in its own network namespace (ip); the TLS tests make their
+# certificates with openssl (scripts/make-certs.sh).
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 for extra in "$@"; do
   dpkg -s "$extra" >/dev/null 2>&1 || missing+=("$extra")
 done
