@@ -155,15 +155,19 @@ final class HostileInputTests: XCTestCase {
     assertDropped(heartbeatAck, by: &core, because: .unsolicitedResponse("read round 50 not started"))
   }
 
-  func testStandbyHearsOnlyLeaderTraffic() {
+  func testStandbyHearsOnlyALeaderWhoseConfigurationNamesIt() {
     var standby = RaftCore(id: n2, restored: .bootstrap(voters: []), seed: 3)
     var vote = Message(kind: .vote, from: outsider, to: n2, term: 5)
     vote.logTerm = 1
     assertDropped(vote, by: &standby, because: .notMember(outsider))
+    let added = Membership(voters: [n1], learners: [n2])
     var append = Message(kind: .append, from: n1, to: n2, term: 4)
-    append.entries = [
-      Entry(term: 4, index: 1, payload: .membership(Membership(voters: [n1], learners: [n2])))
-    ]
+    append.entries = [Entry(term: 4, index: 1, payload: .membership(added))]
+    // Leader traffic that does not name the standby, or names nobody, is not heard.
+    assertDropped(append, by: &standby, because: .notMember(n1))
+    append.senderMembership = IndexedMembership(index: 1, membership: Membership(voters: [n1, n3]))
+    assertDropped(append, by: &standby, because: .notMember(n1))
+    append.senderMembership = IndexedMembership(index: 1, membership: added)
     XCTAssertEqual(standby.step(append), .accepted)
     XCTAssertEqual(standby.leader, n1)
     XCTAssertEqual(standby.membership, Membership(voters: [n1], learners: [n2]))
@@ -190,6 +194,101 @@ final class HostileInputTests: XCTestCase {
     XCTAssertEqual(core.step(append), .accepted)
     XCTAssertEqual(core.leader, n3)
     XCTAssertEqual(core.membership.voters, [n1, n2, n3])
+  }
+
+  func testAMemberThatMissedTheEntryAddingTheLeaderHearsItThroughTheCarriedConfiguration() {
+    // n2 committed {n1, n2, n3} through index 3 and was cut off while n4 was added at index 6;
+    // n4 now leads a term n2 has never seen.
+    var core = follower()
+    let n4 = NodeID("n4")
+    let newer = Membership(voters: [n2, n3, n4])
+    var heartbeat = Message(kind: .heartbeat, from: n4, to: n2, term: 5)
+    assertDropped(heartbeat, by: &core, because: .notMember(n4))
+    // A configuration no newer than n2's committed one proves nothing (a removed node's is
+    // older than the one that removed it).
+    heartbeat.senderMembership = IndexedMembership(index: 0, membership: newer)
+    assertDropped(heartbeat, by: &core, because: .notMember(n4))
+    // One that does not name the sender, or not the recipient, neither.
+    heartbeat.senderMembership = IndexedMembership(index: 6, membership: Membership(voters: [n1, n2, n3]))
+    assertDropped(heartbeat, by: &core, because: .notMember(n4))
+    heartbeat.senderMembership = IndexedMembership(index: 6, membership: Membership(voters: [n1, n3, n4]))
+    assertDropped(heartbeat, by: &core, because: .notMember(n4))
+    heartbeat.senderMembership = IndexedMembership(index: 6, membership: newer)
+    XCTAssertEqual(core.step(heartbeat), .accepted)
+    XCTAssertEqual(core.leader, n4)
+    XCTAssertEqual(core.term, 5)
+    // A snapshot vouches with its own configuration.
+    var snapshot = Message(kind: .snapshot, from: n4, to: n2, term: 5)
+    snapshot.snapshot = Snapshot(metadata: SnapshotMetadata(index: 9, term: 5, membership: newer))
+    XCTAssertEqual(core.step(snapshot), .accepted)
+    // Only appends, heartbeats and vote requests may carry one.
+    var ack = Message(kind: .appendResponse, from: n4, to: n2, term: 5)
+    ack.senderMembership = IndexedMembership(index: 6, membership: newer)
+    assertDropped(ack, by: &core, because: .misplacedSenderMembership(.appendResponse))
+  }
+
+  func testAStandbyVotesForACandidateWhoseConfigurationNamesIt() {
+    // {n1, n2} was cut down to n1 and the standby n3 was added and promoted before it heard
+    // anything; n1 then lost its leadership. Only n3's vote can elect anyone.
+    var standby = RaftCore(id: n3, restored: .bootstrap(voters: []), seed: 4)
+    var vote = Message(kind: .vote, from: n1, to: n3, term: 4)
+    vote.index = 9
+    vote.logTerm = 3
+    assertDropped(vote, by: &standby, because: .notMember(n1))
+    vote.senderMembership = IndexedMembership(index: 9, membership: Membership(voters: [n1, n3]))
+    XCTAssertEqual(standby.step(vote), .accepted)
+    XCTAssertEqual(standby.term, 4)
+    guard let ready = standby.ready() else { return XCTFail("the standby did not answer") }
+    let answer = ready.messages.first { $0.kind == .voteResponse }
+    XCTAssertEqual(answer?.to, n1)
+    XCTAssertEqual(answer?.reject, false, "the standby refused its vote")
+    XCTAssertEqual(ready.hardState?.vote, n1)
+  }
+
+  func testACandidateCarriesItsConfigurationOnEveryVoteRequest() {
+    var core = RaftCore(id: n1, restored: .bootstrap(voters: [n1, n2, n3]), seed: 6)
+    var requests: [Message] = []
+    while requests.isEmpty {
+      core.tick()
+      requests = drain(&core).filter { $0.kind == .vote || $0.kind == .preVote }
+    }
+    for request in requests {
+      XCTAssertEqual(request.senderMembership?.membership, Membership(voters: [n1, n2, n3]))
+    }
+  }
+
+  func testALeaderCarriesItsConfigurationOnlyToPeersThatHaveNotAcknowledgedIt() {
+    var core = RaftCore(id: n1, restored: .bootstrap(voters: [n1]), seed: 2)
+    while core.role != .leader { core.tick() }
+    drain(&core)
+    let index = try? core.proposeMembershipChange(.addLearner(n2))
+    XCTAssertNotNil(index)
+    var sent = drain(&core).filter { $0.to == n2 }
+    XCTAssertFalse(sent.isEmpty, "nothing was sent to the new learner")
+    for message in sent {
+      XCTAssertEqual(message.senderMembership?.index, index, "\(message.kind) lacks the configuration")
+      XCTAssertEqual(message.senderMembership?.membership, Membership(voters: [n1], learners: [n2]))
+    }
+    // n2 acknowledges the entry: from then on the leader's messages to it carry nothing.
+    var ack = Message(kind: .appendResponse, from: n2, to: n1, term: core.term)
+    ack.index = core.lastIndex
+    XCTAssertEqual(core.step(ack), .accepted)
+    for _ in 0..<5 { core.tick() }
+    sent = drain(&core).filter { $0.to == n2 }
+    XCTAssertFalse(sent.isEmpty, "no heartbeat reached the learner")
+    for message in sent { XCTAssertNil(message.senderMembership, "\(message.kind) still carries it") }
+  }
+
+  /// Runs the core's Readies until it has none, as an owner with an instant disk would, and
+  /// returns the messages they held.
+  @discardableResult
+  private func drain(_ core: inout RaftCore) -> [Message] {
+    var messages: [Message] = []
+    while let ready = core.ready() {
+      messages += ready.messages
+      core.advance(ready)
+    }
+    return messages
   }
 
   func testRaftLogRefusesAGapAndACommittedRewriteInsteadOfTrapping() {

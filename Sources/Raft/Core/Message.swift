@@ -13,6 +13,18 @@ public enum MessageKind: UInt8, Hashable, Sendable, CaseIterable {
   case readIndex, readIndexResponse
 }
 
+/// A configuration and the index of the log entry that holds it (for a configuration that
+/// comes from a snapshot, the snapshot's index: an upper bound).
+public struct IndexedMembership: Hashable, Sendable {
+  public var index: UInt64
+  public var membership: Membership
+
+  public init(index: UInt64, membership: Membership) {
+    self.index = index
+    self.membership = membership
+  }
+}
+
 /// One Raft message. Fields are used per kind, as in etcd's raftpb.Message:
 /// - vote / preVote: `index`/`logTerm` are the candidate's last entry;
 /// - append: `index`/`logTerm` are the entry before `entries`, `commit` the leader's commit;
@@ -37,6 +49,11 @@ public struct Message: Hashable, Sendable {
   public var readRound: UInt64 = 0
   /// Set on votes of a campaign started by `timeoutNow`, so voters skip the leader lease.
   public var isTransfer: Bool = false
+  /// The sender's newest configuration, for a recipient that may not know the sender yet: a
+  /// leader attaches it to appends and heartbeats while the recipient has not acknowledged
+  /// its entry, a candidate to every vote request. A member that missed the entry adding the
+  /// sender, or a standby being added, recognises the sender by it (see `RaftCore.step`).
+  public var senderMembership: IndexedMembership? = nil
 
   public init(kind: MessageKind, from: NodeID, to: NodeID, term: UInt64) {
     self.kind = kind

@@ -253,11 +253,9 @@ public struct RaftCore: Sendable {
   }
 
   /// Feeds one message from the network. A message that fails `RaftMessageValidator`, comes
-  /// from outside this node's configuration (its newest or its committed one) or contradicts
-  /// its committed log is dropped: it
-  /// changes nothing (not the term, the leader, nor the peers heard from) and the outcome says
-  /// why. A standby (no configuration yet) hears only leader traffic: appends, heartbeats and
-  /// snapshots, from whichever leader adds it.
+  /// from a sender this node does not recognise (see `checkSender`) or contradicts its
+  /// committed log is dropped: it changes nothing (not the term, the leader, nor the peers
+  /// heard from) and the outcome says why.
   @discardableResult
   public mutating func step(_ m: Message) -> StepOutcome {
     do {
@@ -271,20 +269,46 @@ public struct RaftCore: Sendable {
     return .accepted
   }
 
+  /// A node hears the members of its newest configuration and of its committed one (the
+  /// newest may be an uncommitted entry that a new leader truncates: a node holding it must
+  /// still hear that leader).
+  ///
+  /// It also hears a leader or candidate it does not know yet, when the message carries a
+  /// configuration that names both of them and is newer than this node's committed one: a
+  /// member that missed the entry adding the current leader (it was down or cut off), or a
+  /// standby being added, would otherwise never hear the only node that can catch it up, nor
+  /// give the vote that a configuration naming it may need to elect anyone (Raft thesis §4.1:
+  /// servers do not ignore a leader or candidate outside their configuration). A removed node
+  /// cannot pass this way: its configuration is older than the committed one that removed it.
+  /// (Forging a configuration is as easy as forging a member's name: authenticating peers is
+  /// mutual TLS's job, not this filter's.)
   private func checkSender(of m: Message) throws(RaftInputError) {
     guard m.to == id else { throw .wrongRecipient(m.to) }
     guard m.from != id else { throw .fromSelf }
-    if membership.isEmpty {
-      switch m.kind {
-      case .append, .heartbeat, .snapshot: return
-      default: throw .notMember(m.from)
+    guard hears(m.from, vouchedFor: carriedMembership(of: m)) else { throw .notMember(m.from) }
+  }
+
+  /// Whether this node takes Raft traffic from `sender`, given the configuration the message
+  /// carries, if any (see `checkSender`). The runtime asks it for each snapshot chunk.
+  public func hears(_ sender: NodeID, vouchedFor carried: IndexedMembership?) -> Bool {
+    if membership.contains(sender) || log.membership(at: log.committed).contains(sender) { return true }
+    guard let carried else { return false }
+    return carried.index > log.membershipIndex(at: log.committed)
+      && carried.membership.contains(sender) && carried.membership.contains(id)
+  }
+
+  /// The configuration a message vouches for: attached to appends, heartbeats and vote
+  /// requests, part of a snapshot's metadata.
+  private func carriedMembership(of m: Message) -> IndexedMembership? {
+    switch m.kind {
+    case .append, .heartbeat, .vote, .preVote:
+      return m.senderMembership
+    case .snapshot:
+      return m.snapshot.map {
+        IndexedMembership(index: $0.metadata.index, membership: $0.metadata.membership)
       }
-    }
-    // The newest configuration may be an uncommitted entry that a new leader will truncate:
-    // members of the committed configuration are heard as well, or a node holding such an
-    // entry could never hear the leader that replaces it.
-    guard membership.contains(m.from) || log.membership(at: log.committed).contains(m.from) else {
-      throw .notMember(m.from)
+    default:
+      return nil
     }
   }
 
@@ -870,6 +894,20 @@ public struct RaftCore: Sendable {
   }
 
   private mutating func send(_ m: Message) {
+    var m = m
+    // A peer that has not acknowledged the newest configuration may not know this leader yet,
+    // and any voter may not know a candidate (see `checkSender`): the configuration travels
+    // with what they are sent.
+    let carries: Bool
+    switch m.kind {
+    case .append, .heartbeat:
+      carries = role == .leader && (progress[m.to]?.match ?? 0) < log.lastMembershipIndex()
+    case .vote, .preVote: carries = true
+    default: carries = false
+    }
+    if carries {
+      m.senderMembership = IndexedMembership(index: log.lastMembershipIndex(), membership: membership)
+    }
     messages.append(m)
   }
 }

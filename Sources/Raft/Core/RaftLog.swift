@@ -159,6 +159,12 @@ struct RaftLog: Sendable {
     membershipIndices.last ?? compactedIndex
   }
 
+  /// The index of the configuration in force at `index` (an upper bound, `compactedIndex`,
+  /// when it was compacted away).
+  func membershipIndex(at index: UInt64) -> UInt64 {
+    membershipIndices.last(where: { $0 <= index }) ?? compactedIndex
+  }
+
   /// For fast back-up: the newest index whose term is at most `term`, searching down from
   /// `index`. The leader uses it to skip every entry of a term the follower lacks.
   func lastIndex(withTermAtMost term: UInt64, atOrBelow index: UInt64) -> UInt64 {

@@ -40,6 +40,8 @@ public enum RaftInputError: Error, Hashable, Sendable, CustomStringConvertible {
   case snapshotMissing
   /// A snapshot must name at least one voter and not be newer than its message's term.
   case invalidSnapshot(String)
+  /// Only appends, heartbeats and vote requests carry the sender's configuration.
+  case misplacedSenderMembership(MessageKind)
   /// An append would overwrite an entry this node has already committed.
   case conflictsWithCommitted(index: UInt64)
   /// An acknowledgement of something this leader never sent (an index past its log, a read
@@ -76,6 +78,7 @@ public enum RaftInputError: Error, Hashable, Sendable, CustomStringConvertible {
     case .tooManyMembers(let count, let limit): return "membership of \(count) exceeds the limit of \(limit)"
     case .snapshotMissing: return "snapshot message without a snapshot"
     case .invalidSnapshot(let why): return "invalid snapshot: \(why)"
+    case .misplacedSenderMembership(let kind): return "a \(kind) message carries the sender's configuration"
     case .conflictsWithCommitted(let index): return "entry \(index) conflicts with a committed entry"
     case .unsolicitedResponse(let what): return "unsolicited response: \(what)"
     }
@@ -108,6 +111,13 @@ public enum RaftMessageValidator {
       try validate(snapshot.metadata, term: m.term, limits: limits)
     default:
       break
+    }
+    if let carried = m.senderMembership {
+      guard [.append, .heartbeat, .vote, .preVote].contains(m.kind) else {
+        throw .misplacedSenderMembership(m.kind)
+      }
+      if carried.index > limits.maxTermOrIndex { throw .termOrIndexTooLarge(carried.index) }
+      try validate(carried.membership, limits: limits)
     }
     if m.kind != .append && !m.entries.isEmpty {
       throw .tooManyEntries(count: m.entries.count, limit: 0)

@@ -138,6 +138,10 @@ public enum RaftCodec {
     p.context = Data(m.context)
     p.readRound = m.readRound
     p.isTransfer = m.isTransfer
+    if let carried = m.senderMembership {
+      p.senderMembership.index = carried.index
+      p.senderMembership.membership = proto(carried.membership)
+    }
     return p
   }
 
@@ -156,6 +160,10 @@ public enum RaftCodec {
     m.context = [UInt8](p.context)
     m.readRound = p.readRound
     m.isTransfer = p.isTransfer
+    if p.hasSenderMembership {
+      m.senderMembership = IndexedMembership(
+        index: p.senderMembership.index, membership: membership(from: p.senderMembership.membership))
+    }
     return m
   }
 

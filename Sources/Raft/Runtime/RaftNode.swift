@@ -401,8 +401,10 @@ public actor RaftNode {
       dropLog.note("cluster id", "snapshot chunk from \(chunk.from) carries cluster id \(chunk.clusterID)")
       throw .badSnapshot("cluster id \(chunk.clusterID) is not this node's")
     }
-    // Only a member (for a standby, anyone: it has no members yet) may send an image.
-    guard core.membership.isEmpty || (core.membership.contains(chunk.from) && chunk.from != id) else {
+    // Only a sender the core would hear may send an image: a member, or a leader the
+    // snapshot's configuration names together with this node (every chunk carries it).
+    let vouched = chunk.metadata.map { IndexedMembership(index: $0.index, membership: $0.membership) }
+    guard chunk.from != id, core.hears(chunk.from, vouchedFor: vouched) else {
       metrics.droppedInput.increment()
       dropLog.note("not member", "snapshot chunk from non-member \(chunk.from)")
       throw .badSnapshot("\(chunk.from) is not a member")
@@ -694,7 +696,7 @@ public actor RaftNode {
         }
         let chunk = SnapshotChunk(
           from: id, to: peer, term: term, transferID: transferID, sequence: sequence, data: data,
-          isLast: isLast, metadata: isLast ? metadata : nil, clusterID: identity.id)
+          isLast: isLast, metadata: metadata, clusterID: identity.id)
         try await transport.sendSnapshotChunk(chunk, to: peer)
         if isLast { break }
         sequence += 1

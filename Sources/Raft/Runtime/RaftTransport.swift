@@ -20,7 +20,8 @@ public struct SnapshotChunk: Hashable, Sendable {
   /// A zstd frame holding the next piece of the image.
   public var data: [UInt8]
   public var isLast: Bool
-  /// Where the image stands; set on the last chunk.
+  /// Where the image stands; set on every chunk (the receiver checks the sender against its
+  /// configuration), required on the last.
   public var metadata: SnapshotMetadata?
   /// The sender's cluster id (`ClusterIdentity`).
   public var clusterID: UInt64

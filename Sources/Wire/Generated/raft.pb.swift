@@ -109,6 +109,30 @@ public nonisolated struct Shardkv_Raft_Entry: Sendable {
   fileprivate var _membership: Shardkv_Raft_Membership? = nil
 }
 
+/// A configuration and the index of the entry that holds it.
+public nonisolated struct Shardkv_Raft_IndexedMembership: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var index: UInt64 = 0
+
+  public var membership: Shardkv_Raft_Membership {
+    get {_membership ?? Shardkv_Raft_Membership()}
+    set {_membership = newValue}
+  }
+  /// Returns true if `membership` has been explicitly set.
+  public var hasMembership: Bool {self._membership != nil}
+  /// Clears the value of `membership`. Subsequent reads from it will return its default value.
+  public mutating func clearMembership() {self._membership = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _membership: Shardkv_Raft_Membership? = nil
+}
+
 public nonisolated struct Shardkv_Raft_HardState: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -235,6 +259,18 @@ public nonisolated struct Shardkv_Raft_Message: @unchecked Sendable {
     set {_uniqueStorage()._isTransfer = newValue}
   }
 
+  /// append / heartbeat (a leader, while the recipient has not acknowledged it), vote /
+  /// pre-vote (a candidate): the sender's newest configuration, so that a member that missed
+  /// the entry adding the sender, or a standby being added, recognises it.
+  public var senderMembership: Shardkv_Raft_IndexedMembership {
+    get {_storage._senderMembership ?? Shardkv_Raft_IndexedMembership()}
+    set {_uniqueStorage()._senderMembership = newValue}
+  }
+  /// Returns true if `senderMembership` has been explicitly set.
+  public var hasSenderMembership: Bool {_storage._senderMembership != nil}
+  /// Clears the value of `senderMembership`. Subsequent reads from it will return its default value.
+  public mutating func clearSenderMembership() {_uniqueStorage()._senderMembership = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum Kind: SwiftProtobuf.Enum, Swift.CaseIterable {
@@ -358,7 +394,7 @@ public nonisolated struct Shardkv_Raft_SnapshotChunk: Sendable {
 
   public var last: Bool = false
 
-  /// set on the last chunk
+  /// on every chunk: the receiver checks the sender with it
   public var metadata: Shardkv_Raft_SnapshotMetadata {
     get {_metadata ?? Shardkv_Raft_SnapshotMetadata()}
     set {_metadata = newValue}
@@ -489,6 +525,45 @@ nonisolated extension Shardkv_Raft_Entry.Kind: SwiftProtobuf._ProtoNameProviding
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0NOOP\0\u{1}COMMAND\0\u{1}MEMBERSHIP\0")
 }
 
+nonisolated extension Shardkv_Raft_IndexedMembership: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".IndexedMembership"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}index\0\u{1}membership\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.index) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._membership) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.index != 0 {
+      try visitor.visitSingularUInt64Field(value: self.index, fieldNumber: 1)
+    }
+    try { if let v = self._membership {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Shardkv_Raft_IndexedMembership, rhs: Shardkv_Raft_IndexedMembership) -> Bool {
+    if lhs.index != rhs.index {return false}
+    if lhs._membership != rhs._membership {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Shardkv_Raft_HardState: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".HardState"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}term\0\u{1}vote\0\u{1}commit\0")
@@ -575,7 +650,7 @@ nonisolated extension Shardkv_Raft_SnapshotMetadata: SwiftProtobuf.Message, Swif
 
 nonisolated extension Shardkv_Raft_Message: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Message"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}kind\0\u{1}from\0\u{1}to\0\u{1}term\0\u{3}log_term\0\u{1}index\0\u{1}entries\0\u{1}commit\0\u{1}reject\0\u{3}reject_hint\0\u{3}conflict_term\0\u{1}snapshot\0\u{1}context\0\u{3}read_round\0\u{3}is_transfer\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}kind\0\u{1}from\0\u{1}to\0\u{1}term\0\u{3}log_term\0\u{1}index\0\u{1}entries\0\u{1}commit\0\u{1}reject\0\u{3}reject_hint\0\u{3}conflict_term\0\u{1}snapshot\0\u{1}context\0\u{3}read_round\0\u{3}is_transfer\0\u{3}sender_membership\0")
 
   fileprivate class _StorageClass {
     var _kind: Shardkv_Raft_Message.Kind = .preVote
@@ -593,6 +668,7 @@ nonisolated extension Shardkv_Raft_Message: SwiftProtobuf.Message, SwiftProtobuf
     var _context: Data = Data()
     var _readRound: UInt64 = 0
     var _isTransfer: Bool = false
+    var _senderMembership: Shardkv_Raft_IndexedMembership? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -618,6 +694,7 @@ nonisolated extension Shardkv_Raft_Message: SwiftProtobuf.Message, SwiftProtobuf
       _context = source._context
       _readRound = source._readRound
       _isTransfer = source._isTransfer
+      _senderMembership = source._senderMembership
     }
   }
 
@@ -651,6 +728,7 @@ nonisolated extension Shardkv_Raft_Message: SwiftProtobuf.Message, SwiftProtobuf
         case 13: try { try decoder.decodeSingularBytesField(value: &_storage._context) }()
         case 14: try { try decoder.decodeSingularUInt64Field(value: &_storage._readRound) }()
         case 15: try { try decoder.decodeSingularBoolField(value: &_storage._isTransfer) }()
+        case 16: try { try decoder.decodeSingularMessageField(value: &_storage._senderMembership) }()
         default: break
         }
       }
@@ -708,6 +786,9 @@ nonisolated extension Shardkv_Raft_Message: SwiftProtobuf.Message, SwiftProtobuf
       if _storage._isTransfer != false {
         try visitor.visitSingularBoolField(value: _storage._isTransfer, fieldNumber: 15)
       }
+      try { if let v = _storage._senderMembership {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -732,6 +813,7 @@ nonisolated extension Shardkv_Raft_Message: SwiftProtobuf.Message, SwiftProtobuf
         if _storage._context != rhs_storage._context {return false}
         if _storage._readRound != rhs_storage._readRound {return false}
         if _storage._isTransfer != rhs_storage._isTransfer {return false}
+        if _storage._senderMembership != rhs_storage._senderMembership {return false}
         return true
       }
       if !storagesAreEqual {return false}
