@@ -5,7 +5,8 @@ import XCTest
 /// The write path's overlap rules, on cores driven by hand: a leader sends its appends before
 /// its own write and counts its entries only once they are persisted; a commit-index change
 /// alone is written without a sync and recovered on restart from the applied index; reads
-/// asked between two Readies share one heartbeat round.
+/// asked between two Readies share one heartbeat round; an answer given in an earlier term
+/// than the Ready's is never sent.
 final class WritePathTests: XCTestCase {
   /// Three cores copied out of a simulation once `n1..n3` have a leader with one committed
   /// command: (leader, its two followers), all idle, everything persisted and delivered.
@@ -51,6 +52,47 @@ final class WritePathTests: XCTestCase {
     // The leader's write completes: now two of three hold it.
     leader.advance(ready)
     XCTAssertEqual(leader.commitIndex, index)
+  }
+
+  func testAnAcknowledgementFromAnEarlierTermIsNotSentOnceANewerLeaderReplacedItsEntries() throws {
+    // n2 takes entries 2...3 from n1 (term 2), and, before its write, entry 2 of term 3 from
+    // n3, which replaces them. Its write holds only n3's entry: telling n1 that it holds 3
+    // would make n1 count a replica that no disk has.
+    let (n1, n2, n3) = (NodeID("n1"), NodeID("n2"), NodeID("n3"))
+    let restored = RestoredState(
+      hardState: HardState(term: 2, vote: nil, commit: 1),
+      snapshot: SnapshotMetadata(index: 0, term: 0, membership: Membership(voters: [n1, n2, n3])),
+      entries: [Entry(term: 1, index: 1, payload: .noop)], applied: 1)
+    var follower = RaftCore(id: n2, restored: restored, seed: 3)
+    var old = Message(kind: .append, from: n1, to: n2, term: 2)
+    (old.index, old.logTerm, old.commit) = (1, 1, 1)
+    old.entries = [Entry(term: 2, index: 2, payload: .noop), Entry(term: 2, index: 3, payload: .noop)]
+    XCTAssertEqual(follower.step(old), .accepted)
+    var new = Message(kind: .append, from: n3, to: n2, term: 3)
+    (new.index, new.logTerm, new.commit) = (1, 1, 1)
+    new.entries = [Entry(term: 3, index: 2, payload: .noop)]
+    XCTAssertEqual(follower.step(new), .accepted)
+
+    let ready = try XCTUnwrap(follower.ready())
+    XCTAssertEqual(ready.entries, new.entries)
+    XCTAssertFalse(
+      ready.messages.contains { $0.to == n1 && $0.kind == .appendResponse && !$0.reject },
+      "n2 acknowledges term 2's entries to n1 with only term 3's on its disk: \(ready.messages)")
+    let ack = try XCTUnwrap(ready.messages.first { $0.to == n3 && $0.kind == .appendResponse })
+    XCTAssertEqual(ack.index, 2)
+    XCTAssertEqual(ack.term, 3)
+  }
+
+  func testAVoteGrantedInAnEarlierTermIsNotSentOnceTheVoteOnDiskIsForALaterTerm() throws {
+    let (n1, n2, n3) = (NodeID("n1"), NodeID("n2"), NodeID("n3"))
+    var voter = RaftCore(id: n2, restored: .bootstrap(voters: [n1, n2, n3]), seed: 5)
+    XCTAssertEqual(voter.step(Message(kind: .vote, from: n1, to: n2, term: 4)), .accepted)
+    XCTAssertEqual(voter.step(Message(kind: .vote, from: n3, to: n2, term: 5)), .accepted)
+    let ready = try XCTUnwrap(voter.ready())
+    XCTAssertEqual(ready.hardState?.term, 5)
+    XCTAssertEqual(ready.hardState?.vote, n3)
+    let grants = ready.messages.filter { $0.kind == .voteResponse && !$0.reject }
+    XCTAssertEqual(grants.map(\.to), [n3], "a grant of term 4 went out with term 5's vote on disk")
   }
 
   func testCommitIndexAloneIsWrittenWithoutASyncAndAfterNewEntriesWithOne() throws {

@@ -418,6 +418,13 @@ public struct RaftCore: Sendable {
     // may send them while its write is under way (Raft thesis §10.2.1). Every other node's
     // answers (vote grants, append acknowledgements) wait for the write.
     let termAndVoteDurable = hs.term == persistedHardState.term && hs.vote == persistedHardState.vote
+    // A message answered in an earlier term than the current one is dropped: the write that
+    // backs it may never happen. A follower that acknowledged entries of term T and then,
+    // before its write, took term T+1 from a leader whose entries replace them would otherwise
+    // tell T's leader it holds entries its disk never gets — a quorum that is not one. (A
+    // vote granted in an older term is dropped for the same reason.) Dropping is always safe:
+    // the network may lose any message, and everyone in an older term is out of date anyway.
+    messages.removeAll { $0.term < term }
     let unstable = log.unstableEntries
     let committed = log.entriesToApply
     let roleNow = currentRole
