@@ -70,21 +70,8 @@ public actor RaftNode {
   private var failure: RaftNodeError?
   private var stopWaiters: [CheckedContinuation<RaftNodeError?, Never>] = []
 
-  private struct Waiter {
-    var term: UInt64
-    var deadline: ContinuousClock.Instant
-    var continuation: CheckedContinuation<[UInt8], any Error>
-    /// The proposal's command bytes (0 for reads), counted in `proposalBytes`.
-    var bytes = 0
-  }
-  /// Proposals by log index, resolved when that index is applied. Change it only through
-  /// `addProposal` and `takeProposal`, which keep `proposalBytes` equal to its bytes.
-  private var proposals: [UInt64: Waiter] = [:]
-  private var proposalBytes = 0
-  /// Reads by id, waiting for the leader to confirm a read index.
-  private var reads: [UInt64: Waiter] = [:]
-  /// Reads with a confirmed index, waiting for it to be applied.
-  private var confirmedReads: [(index: UInt64, waiter: Waiter)] = []
+  /// Proposals and reads waiting for Raft to answer them.
+  private var pending = PendingRequests()
   private var nextReadID: UInt64 = 0
   private var applied: UInt64
   /// The last log index on disk when this node opened; entries up to it that it applies
@@ -196,7 +183,7 @@ public actor RaftNode {
     stopped = true
     tickTask?.cancel()
     tickTask = nil
-    failAll(.stopped)
+    pending.failAll(.stopped)
     for pipe in pipes.values { Task { await pipe.close() } }
     pipes.removeAll()
     for waiter in stopWaiters { waiter.resume(returning: failure) }
@@ -219,7 +206,7 @@ public actor RaftNode {
   public var isLeader: Bool { core.role == .leader }
   public var membership: Membership { core.membership }
   /// Bytes of this leader's proposals waiting to be applied (see `maxUncommittedBytes`).
-  public var uncommittedProposalBytes: Int { proposalBytes }
+  public var uncommittedProposalBytes: Int { pending.proposalBytes }
   /// This node's cluster id (`ClusterIdentity`; 0 while it has none).
   public var clusterID: UInt64 { identity.id }
   public var appliedIndex: UInt64 { applied }
@@ -243,8 +230,9 @@ public actor RaftNode {
   /// Replicates `command` and returns the state machine's result for it.
   public func propose(_ command: [UInt8], timeout: Duration) async throws(RaftNodeError) -> [UInt8] {
     guard !stopped else { throw .stopped }
-    guard proposalBytes + command.count <= options.maxUncommittedBytes else {
-      throw .busy("\(proposalBytes) bytes of proposals wait to commit (limit \(options.maxUncommittedBytes))")
+    guard pending.proposalBytes + command.count <= options.maxUncommittedBytes else {
+      throw .busy(
+        "\(pending.proposalBytes) bytes of proposals wait to commit (limit \(options.maxUncommittedBytes))")
     }
     let index: UInt64
     do {
@@ -269,17 +257,9 @@ public actor RaftNode {
       throw RaftNodeError(error)
     }
     scheduleProcessing()
-    let deadline = ContinuousClock.now + timeout
-    let term = core.term
-    do {
-      _ = try await withCheckedThrowingContinuation { continuation in
-        reads[readID] = Waiter(term: term, deadline: deadline, continuation: continuation)
-      }
-    } catch let error as RaftNodeError {
-      throw error
-    } catch {
-      throw .storage("\(error)")
-    }
+    let request = PendingRequests.Request(
+      term: core.term, deadline: .now + timeout, complete: { _ in })
+    _ = try await waitFor(request) { pending.addRead($0, id: readID) }
   }
 
   /// Makes one membership change and waits until it is applied here.
@@ -468,7 +448,7 @@ public actor RaftNode {
     metrics.commitIndex.record(core.commitIndex)
     metrics.appliedIndex.record(applied)
     metrics.isLeader.record(core.role == .leader ? 1 : 0)
-    expireWaiters()
+    pending.expire(now: .now)
     scheduleProcessing()
   }
 
@@ -529,12 +509,10 @@ public actor RaftNode {
     if !ready.messagesBeforePersisting { await send(ready.messages) }
     if !ready.committedEntries.isEmpty { startApplying(ready.committedEntries) }
     for read in ready.readStates {
-      guard let readID = BigEndian.uint64(from: read.context),
-        let waiter = reads.removeValue(forKey: readID)
-      else { continue }
-      confirmedReads.append((read.index, waiter))
+      guard let readID = BigEndian.uint64(from: read.context) else { continue }
+      pending.confirmRead(id: readID, at: read.index)
     }
-    releaseAppliedReads()
+    pending.releaseReads(appliedThrough: applied)
   }
 
   // MARK: - Applying
@@ -561,17 +539,10 @@ public actor RaftNode {
       return
     }
     replayed += entries.count { $0.index <= startupLastIndex }
-    for (entry, result) in zip(entries, results) {
-      guard let waiter = takeProposal(at: entry.index) else { continue }
-      if entry.term == waiter.term {
-        waiter.continuation.resume(returning: result)
-      } else {
-        waiter.continuation.resume(throwing: RaftNodeError.leadershipLost)
-      }
-    }
+    pending.resolve(applied: entries, results: results)
     if let last = entries.last { applied = max(applied, last.index) }
     metrics.appliedEntries.increment(by: entries.count)
-    releaseAppliedReads()
+    pending.releaseReads(appliedThrough: applied)
   }
 
   private func storageFailed(_ error: any Error) {
@@ -580,14 +551,6 @@ public actor RaftNode {
     logger.critical("raft storage failed; stopping the node", metadata: ["error": "\(error)"])
     failure = (error as? RaftNodeError) ?? .storage("\(error)")
     stop()
-  }
-
-  private func releaseAppliedReads() {
-    confirmedReads.removeAll { read in
-      guard read.index <= applied else { return false }
-      read.waiter.continuation.resume(returning: [])
-      return true
-    }
   }
 
   private func noteRoleChange(_ change: Ready.RoleChange) {
@@ -600,19 +563,10 @@ public actor RaftNode {
     case .candidate, .preCandidate:
       logger.debug("campaigning", metadata: ["term": "\(change.term)"])
     }
-    // Requests started under the old role can no longer be confirmed by it; their callers
-    // retry (with the same session, so writes stay exactly-once).
-    // Committed ones stay: they will be applied (a leader that removed itself steps down as
-    // soon as its removal commits, before applying it).
-    if change.role != .leader {
-      let committed = core.commitIndex
-      for index in proposals.keys where index > committed {
-        guard let waiter = takeProposal(at: index) else { continue }
-        waiter.continuation.resume(throwing: RaftNodeError.leadershipLost)
-      }
-    }
-    for (_, waiter) in reads { waiter.continuation.resume(throwing: RaftNodeError.leadershipLost) }
-    reads.removeAll()
+    // Requests started under the old role can no longer be confirmed by it (see
+    // `PendingRequests`).
+    if change.role != .leader { pending.failProposals(above: core.commitIndex) }
+    pending.failUnconfirmedReads()
   }
 
   private func compactIfNeeded() async throws {
@@ -717,58 +671,21 @@ public actor RaftNode {
   )
     async throws(RaftNodeError) -> [UInt8]
   {
-    let deadline = ContinuousClock.now + timeout
-    do {
-      return try await withCheckedThrowingContinuation { continuation in
-        addProposal(
-          Waiter(term: term, deadline: deadline, continuation: continuation, bytes: bytes), at: index)
-      }
-    } catch let error as RaftNodeError {
-      throw error
-    } catch {
-      throw .storage("\(error)")
-    }
+    let request = PendingRequests.Request(
+      term: term, deadline: .now + timeout, bytes: bytes, complete: { _ in })
+    return try await waitFor(request) { pending.addProposal($0, at: index) }
   }
 
-  private func addProposal(_ waiter: Waiter, at index: UInt64) {
-    if let replaced = proposals.updateValue(waiter, forKey: index) {
-      proposalBytes -= replaced.bytes
-      replaced.continuation.resume(throwing: RaftNodeError.leadershipLost)
+  /// Suspends until `request`, handed to `hold` with its completion filled in, completes.
+  private func waitFor(
+    _ request: PendingRequests.Request, hold: (PendingRequests.Request) -> Void
+  ) async throws(RaftNodeError) -> [UInt8] {
+    let result: Result<[UInt8], RaftNodeError> = await withCheckedContinuation { continuation in
+      var request = request
+      request.complete = { continuation.resume(returning: $0) }
+      hold(request)
     }
-    proposalBytes += waiter.bytes
-  }
-
-  private func takeProposal(at index: UInt64) -> Waiter? {
-    guard let waiter = proposals.removeValue(forKey: index) else { return nil }
-    proposalBytes -= waiter.bytes
-    return waiter
-  }
-
-  private func expireWaiters() {
-    let now = ContinuousClock.now
-    for (index, waiter) in proposals where waiter.deadline <= now {
-      _ = takeProposal(at: index)
-      waiter.continuation.resume(throwing: RaftNodeError.timeout)
-    }
-    for (readID, waiter) in reads where waiter.deadline <= now {
-      reads[readID] = nil
-      waiter.continuation.resume(throwing: RaftNodeError.timeout)
-    }
-    confirmedReads.removeAll { read in
-      guard read.waiter.deadline <= now else { return false }
-      read.waiter.continuation.resume(throwing: RaftNodeError.timeout)
-      return true
-    }
-  }
-
-  private func failAll(_ error: RaftNodeError) {
-    for (_, waiter) in proposals { waiter.continuation.resume(throwing: error) }
-    for (_, waiter) in reads { waiter.continuation.resume(throwing: error) }
-    for read in confirmedReads { read.waiter.continuation.resume(throwing: error) }
-    proposals.removeAll()
-    proposalBytes = 0
-    reads.removeAll()
-    confirmedReads.removeAll()
+    return try result.get()
   }
 
   private func pause(until deadline: ContinuousClock.Instant) async throws(RaftNodeError) {
