@@ -20,11 +20,14 @@ final class RPCTests: XCTestCase {
   }
 
   private func startServer(
-    port: Int = 0, handlers: RPCHandlers = testHandlers(),
+    port: Int? = nil, handlers: RPCHandlers = testHandlers(),
     configuration: RPCServer.Configuration = RPCServer.Configuration()
   ) async throws -> RPCServer {
-    let server = try await RPCServer.bind(
-      host: "127.0.0.1", port: port, handlers: handlers, configuration: configuration)
+    let bind = { (port: Int) in
+      try await RPCServer.bind(
+        host: "127.0.0.1", port: port, handlers: handlers, configuration: configuration)
+    }
+    let server = if let port { try await bind(port) } else { try await onTestPort(bind) }
     servers.append(server)
     return server
   }

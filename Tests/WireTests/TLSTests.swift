@@ -48,8 +48,10 @@ final class TLSTests: XCTestCase {
   struct CertificateError: Error { let message: String }
 
   private func startServer(_ tls: ServerTLS?) async throws -> String {
-    let server = try await RPCServer.bind(
-      host: "127.0.0.1", port: 0, handlers: testHandlers(), configuration: .init(tls: tls))
+    let server = try await onTestPort { port in
+      try await RPCServer.bind(
+        host: "127.0.0.1", port: port, handlers: testHandlers(), configuration: .init(tls: tls))
+    }
     servers.append(server)
     return server.localAddress.description
   }

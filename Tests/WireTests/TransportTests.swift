@@ -4,8 +4,13 @@ import XCTest
 
 /// The same scenario over both transports: code above the seam must not tell them apart.
 final class TransportTests: XCTestCase {
-  private func exercise(_ transport: any Transport, listenOn address: String) async throws {
-    let listener = try await transport.listen(on: address, handlers: testHandlers())
+  private func exercise(_ transport: any Transport, listenOn address: String? = nil) async throws {
+    let listener =
+      if let address {
+        try await transport.listen(on: address, handlers: testHandlers())
+      } else {
+        try await onTestPort { try await transport.listen(on: "127.0.0.1:\($0)", handlers: testHandlers()) }
+      }
     let peer = listener.address
     await assertEqual(
       try await transport.call(peer, method: "echo", payload: [1, 2], timeout: .seconds(10)), [1, 2])
@@ -39,7 +44,7 @@ final class TransportTests: XCTestCase {
 
   func testTCPTransport() async throws {
     let transport = TCPTransport()
-    try await exercise(transport, listenOn: "127.0.0.1:0")
+    try await exercise(transport)
   }
 
   func testInMemoryTransport() async throws {
