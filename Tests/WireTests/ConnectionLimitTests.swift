@@ -46,8 +46,10 @@ final class ConnectionLimitTests: XCTestCase {
     }
     var configuration = RPCServer.Configuration()
     configuration.limits = limits
-    let server = try await RPCServer.bind(
-      host: "127.0.0.1", port: 0, handlers: handlers, configuration: configuration)
+    let server = try await onTestPort { port in
+      try await RPCServer.bind(
+        host: "127.0.0.1", port: port, handlers: handlers, configuration: configuration)
+    }
     addTeardownBlock {
       gate.release()
       await server.shutdown()
@@ -95,6 +97,19 @@ final class ConnectionLimitTests: XCTestCase {
     XCTAssertEqual(released.sorted(), [0, 1])
     let after = try await caller.call(peer, method: "echo", payload: [8], timeout: .seconds(10))
     XCTAssertEqual(after, [8])
+  }
+
+  func testACallerThatWaitsForEachReplyIsNeverRefusedForTheOneJustAnswered() async throws {
+    // A request stops counting before its reply is written: one call in flight at a time
+    // never meets the limit of one, however soon the next follows the reply.
+    let server = try await serve(ConnectionLimits(maxRequestsPerConnection: 1, maxRequests: 1), gate: Gate())
+    let peer = server.localAddress.description
+    let caller = client()
+    for i in 0..<500 {
+      let reply = try await caller.call(
+        peer, method: "echo", payload: [UInt8(i % 256)], timeout: .seconds(10))
+      XCTAssertEqual(reply, [UInt8(i % 256)])
+    }
   }
 
   func testTheListenersLimitAnswersBusyAcrossConnections() async throws {

@@ -133,6 +133,10 @@ final class RPCServerCore: Sendable {
     var isShutdown = false
     var connections: [ObjectIdentifier: Connection] = [:]
     var tasks: [UInt64: Task<Void, Never>] = [:]
+    /// Requests counted against the limits: a request stops counting once its reply is
+    /// ready, before it is written, so a caller that sends its next request upon a reply is
+    /// never refused for the one just answered.
+    var counted: [UInt64: ObjectIdentifier] = [:]
     var nextTaskID: UInt64 = 0
   }
 
@@ -190,14 +194,16 @@ final class RPCServerCore: Sendable {
 
   /// Runs `work`, a request that arrived on `channel`, in a task that shutdown can cancel;
   /// refuses it when shut down or when the connection or the listener already runs as many
-  /// requests as `limits` allow.
+  /// requests as `limits` allow. `work` calls the closure it is given once its reply is ready
+  /// and before writing it: from then on the request no longer counts against the limits.
   func spawn(
-    on channel: ObjectIdentifier, _ work: @escaping @Sendable () async -> Void
+    on channel: ObjectIdentifier,
+    _ work: @escaping @Sendable (_ replyReady: @escaping @Sendable () -> Void) async -> Void
   ) -> Result<Void, Refusal> {
     let limits = configuration.limits
     return state.withLock { state in
       guard !state.isShutdown else { return .failure(.shutdown) }
-      guard state.tasks.count < limits.maxRequests else {
+      guard state.counted.count < limits.maxRequests else {
         return .failure(.busy("the server has \(limits.maxRequests) requests in flight"))
       }
       let inFlight = state.connections[channel]?.requestsInFlight ?? 0
@@ -208,14 +214,19 @@ final class RPCServerCore: Sendable {
       state.connections[channel]?.lastActive = .now
       state.nextTaskID += 1
       let id = state.nextTaskID
+      state.counted[id] = channel
+      let stopCounting: @Sendable () -> Void = { [self] in
+        self.state.withLock { state in
+          guard let channel = state.counted.removeValue(forKey: id) else { return }
+          state.connections[channel]?.requestsInFlight -= 1
+        }
+      }
       // Created inside the lock so that the task's own removal (which takes the lock) cannot run
       // before its insertion.
       state.tasks[id] = Task { [self] in
-        await work()
-        self.state.withLock { state in
-          _ = state.tasks.removeValue(forKey: id)
-          state.connections[channel]?.requestsInFlight -= 1
-        }
+        await work(stopCounting)
+        stopCounting()
+        self.state.withLock { state in _ = state.tasks.removeValue(forKey: id) }
       }
       return .success(())
     }

@@ -33,7 +33,7 @@ final class RPCServerHandler: ChannelInboundHandler {
     let method = envelope.method
     let payload = [UInt8](envelope.payload)
     let core = self.core
-    let spawned = core.spawn(on: ObjectIdentifier(channel)) {
+    let spawned = core.spawn(on: ObjectIdentifier(channel)) { replyReady in
       let reply: Shardkv_Envelope
       switch await core.handlers.dispatch(method: method, payload: payload) {
       case .success(let payload):
@@ -43,6 +43,7 @@ final class RPCServerHandler: ChannelInboundHandler {
       case .failure(let error):
         reply = .error(id: id, code: .handlerFailed, message: error.description)
       }
+      replyReady()
       do {
         try await channel.writeAndFlush(reply)
       } catch RPCError.frameTooLarge(let size, let limit) {
