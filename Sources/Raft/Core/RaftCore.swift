@@ -274,14 +274,16 @@ public struct RaftCore: Sendable {
   /// still hear that leader).
   ///
   /// It also hears a leader or candidate it does not know yet, when the message carries a
-  /// configuration that names both of them and is newer than this node's committed one: a
+  /// configuration that names this node and is newer than this node's committed one: a
   /// member that missed the entry adding the current leader (it was down or cut off), or a
   /// standby being added, would otherwise never hear the only node that can catch it up, nor
   /// give the vote that a configuration naming it may need to elect anyone (Raft thesis §4.1:
-  /// servers do not ignore a leader or candidate outside their configuration). A removed node
-  /// cannot pass this way: its configuration is older than the committed one that removed it.
-  /// (Forging a configuration is as easy as forging a member's name: authenticating peers is
-  /// mutual TLS's job, not this filter's.)
+  /// servers do not ignore a leader or candidate outside their configuration). The sender need
+  /// not be named: a leader removing itself leads a configuration without itself until that
+  /// configuration commits (thesis §4.2.2). A removed node cannot pass this way: its
+  /// configuration is older than the committed one that removed it. (Forging a configuration
+  /// is as easy as forging a member's name: authenticating peers is mutual TLS's job, not this
+  /// filter's.)
   private func checkSender(of m: Message) throws(RaftInputError) {
     guard m.to == id else { throw .wrongRecipient(m.to) }
     guard m.from != id else { throw .fromSelf }
@@ -293,8 +295,7 @@ public struct RaftCore: Sendable {
   public func hears(_ sender: NodeID, vouchedFor carried: IndexedMembership?) -> Bool {
     if membership.contains(sender) || log.membership(at: log.committed).contains(sender) { return true }
     guard let carried else { return false }
-    return carried.index > log.membershipIndex(at: log.committed)
-      && carried.membership.contains(sender) && carried.membership.contains(id)
+    return carried.index > log.membershipIndex(at: log.committed) && carried.membership.contains(id)
   }
 
   /// The configuration a message vouches for: attached to appends, heartbeats and vote
