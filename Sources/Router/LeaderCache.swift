@@ -4,9 +4,11 @@ import Synchronization
 /// Which member of each group a router sends to first, and which members failed last.
 ///
 /// A router learns the leader from replies: every member names itself in `served_by` when it
-/// answers (a follower passes on its leader's answer, leader's name included), so after one
-/// request through a follower the next goes straight to the leader. A failed call moves the
-/// group on to its next member. Group 0 stands for the controller.
+/// answers (a follower passes on its leader's answer, leader's name included), and a follower
+/// that cannot pass a request on names its leader's API address in its wrong-leader answer
+/// (`leader_api`), so after one request through a follower the next goes straight to the
+/// leader. A failed call moves the group on to its next member. Group 0 stands for the
+/// controller.
 public final class LeaderCache: Sendable {
   private struct Entry {
     var preferred: String?

@@ -66,6 +66,7 @@ public struct RequestRouter: Sendable {
     let end = clock.now + timeout - max(timeout / 5, .milliseconds(50))
     var lastError = "no attempt"
     var attempt = 0
+    var hintsFollowed = 0
     var backoff = Duration.milliseconds(10)
     while clock.now < end {
       if await routing.configuration == nil { await routing.refresh() }
@@ -106,6 +107,12 @@ public struct RequestRouter: Sendable {
         Self.retry(reply.error == .timeout ? "timeout" : "wrong_leader")
         lastError = "shard \(owner.shard) (group \(owner.group)): \(target): \(why)"
         leaders.demote(owner.group, target, unreachable: false)
+        if Self.follows(hint: reply.leaderApi, from: target, among: owner.servers, after: &hintsFollowed) {
+          // One hop to the leader the member named: it is first in the order now.
+          leaders.remember(owner.group, leader: reply.leaderApi)
+          attempt = 0
+          continue
+        }
         attempt += 1
         if attempt % order.count != 0 { continue }
         await pause(&backoff, until: end)
@@ -129,6 +136,21 @@ public struct RequestRouter: Sendable {
 
   private static let forwards = Counter(label: "shardkv_router_forwards_total")
 
+  /// Whether to go straight to `hint`, a leader's API address a member named in its
+  /// wrong-leader answer: only to a member of the group as the configuration lists it (the
+  /// router trusts the configuration, not a reply), other than the one that answered, and at
+  /// most `GroupClient.maxHintsFollowedAtOnce` times per request (members naming each other
+  /// during an election cannot make a busy loop). Counts the hints it follows in `followed`.
+  static func follows(
+    hint: String, from target: String, among members: [String], after followed: inout Int
+  ) -> Bool {
+    guard !hint.isEmpty, hint != target, members.contains(hint),
+      followed < GroupClient.maxHintsFollowedAtOnce
+    else { return false }
+    followed += 1
+    return true
+  }
+
   private static func retry(_ reason: String) {
     Counter(label: "shardkv_router_retries_total", dimensions: [("reason", reason)]).increment()
   }
@@ -150,6 +172,7 @@ public struct RequestRouter: Sendable {
     }
     var lastError = "no attempt"
     var attempt = 0
+    var hintsFollowed = 0
     var backoff = Duration.milliseconds(10)
     while clock.now < end {
       let order = leaders.order(0, controllers)
@@ -161,12 +184,18 @@ public struct RequestRouter: Sendable {
         let reply = try Shardkv_Ctrler_CtrlerReply(serializedBytes: bytes)
         switch reply.error {
         case .ok, .invalidArgument:
-          leaders.remember(0, leader: target)
+          // The replica that executed it (the leader, when a follower forwarded the request).
+          leaders.remember(0, leader: controllers.contains(reply.servedBy) ? reply.servedBy : target)
           if reply.error == .ok, reply.hasConfig { await routing.refresh() }
           return bytes
         case .wrongLeader, .timeout, .UNRECOGNIZED:
           lastError = "\(target): \(reply.message.isEmpty ? "\(reply.error)" : reply.message)"
           leaders.demote(0, target, unreachable: false)
+          if Self.follows(hint: reply.leaderApi, from: target, among: controllers, after: &hintsFollowed) {
+            leaders.remember(0, leader: reply.leaderApi)
+            attempt = 0
+            continue
+          }
         }
       } catch {
         lastError = "\(target): \(error)"

@@ -20,7 +20,9 @@ public enum ControllerClientError: Error, Hashable, Sendable, CustomStringConver
 
 /// A client session with the controller group: Join, Leave, Move, UpdateMembers and Query over
 /// a `GroupClient` (leader cache, retries with backoff across the replicas, one sequence number
-/// per write across its retries, operations one at a time in call order).
+/// per write across its retries, operations one at a time in call order). It keeps to the
+/// replica named in each answer (`served_by`) and follows a wrong-leader answer's `leader_api`,
+/// so after one request through a follower it talks to the leader.
 public struct ControllerClerk: Sendable {
   private let session: GroupClient
 
@@ -114,9 +116,12 @@ public struct ControllerClerk: Sendable {
     }
     let why = reply.message.isEmpty ? "\(reply.error)" : reply.message
     switch reply.error {
-    case .ok: return .done(ShardConfiguration(reply.config))
+    case .ok:
+      return .done(ShardConfiguration(reply.config), leader: reply.servedBy.isEmpty ? nil : reply.servedBy)
     case .invalidArgument: return .refused(.rejected(reply.message))
-    case .wrongLeader: return .tryNextMember("not the leader (\(why))")
+    case .wrongLeader:
+      return .tryNextMember(
+        "not the leader (\(why))", leader: reply.leaderApi.isEmpty ? nil : reply.leaderApi)
     case .timeout, .UNRECOGNIZED: return .tryNextMember(why)
     }
   }

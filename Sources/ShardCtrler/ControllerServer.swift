@@ -12,17 +12,29 @@ public enum ControllerMethod {
 /// Serves one controller replica: writes (Join, Leave, Move, UpdateMembers) through the Raft
 /// log, Query through ReadIndex (linearizable), the node commands, and forwarding from a
 /// follower to its leader.
+///
+/// Every answer names the replica that produced it (`served_by`: the leader for a write, the
+/// replica that served a query), and a WRONG_LEADER answer names the leader's API address when
+/// the member directory has it (`leader_api`), so a client goes to the leader in one hop.
 public struct ControllerServer: Sendable {
   public let node: RaftNode
   public let stateMachine: ControllerStateMachine
   public var requestTimeout: Duration = .seconds(5)
   public var nodeCommands: NodeCommandService
 
-  public init(node: RaftNode, stateMachine: ControllerStateMachine, peers: any Transport) {
+  /// - Parameter apiAddress: this replica's API address, published in the member directory
+  ///   and named in replies; empty: neither.
+  public init(
+    node: RaftNode, stateMachine: ControllerStateMachine, peers: any Transport, apiAddress: String = ""
+  ) {
     self.node = node
     self.stateMachine = stateMachine
-    nodeCommands = NodeCommandService(node: node, peers: peers, service: "controller")
+    nodeCommands = NodeCommandService(
+      node: node, peers: peers, service: "controller", apiAddress: apiAddress, addressBook: stateMachine)
   }
+
+  /// This replica's API address (empty when not given).
+  public var apiAddress: String { nodeCommands.apiAddress }
 
   /// The methods of the API address.
   public func registerClientMethods(in handlers: inout RPCHandlers) {
@@ -53,13 +65,14 @@ public struct ControllerServer: Sendable {
         try await node.linearizableRead(timeout: requestTimeout)
         var reply = ControllerStateMachine.reply(.ok)
         reply.config = stateMachine.configuration(query.num).message
+        reply.servedBy = apiAddress
         return try reply.serializedBytes()
       }
       var command = Shardkv_Ctrler_Command()
       command.request = request
       command.shardCount = UInt32(clamping: stateMachine.shardCount)
       command.stampMs = UInt64(max(0, Date().timeIntervalSince1970 * 1000))
-      return try await node.propose(try command.serializedBytes(), timeout: requestTimeout)
+      return try servedHere(try await node.propose(try command.serializedBytes(), timeout: requestTimeout))
     } catch RaftNodeError.notLeader(let leader?) where !forwarded {
       if let answer = await nodeCommands.forward(
         payload, method: ControllerMethod.forwardedRequest, to: leader)
@@ -68,6 +81,7 @@ public struct ControllerServer: Sendable {
       }
       var reply = ControllerStateMachine.reply(.wrongLeader, "could not reach the leader \(leader)")
       reply.leaderHint = leader.rawValue
+      reply.leaderApi = nodeCommands.apiHint(for: leader)
       return try reply.serializedBytes()
     } catch let error as RaftNodeError {
       let outcome = NodeCommandService.outcome(of: error)
@@ -79,7 +93,18 @@ public struct ControllerServer: Sendable {
         }
       var reply = ControllerStateMachine.reply(code, outcome.message)
       reply.leaderHint = outcome.leaderHint
+      if case .notLeader(let leader) = error { reply.leaderApi = nodeCommands.apiHint(for: leader) }
       return try reply.serializedBytes()
     }
+  }
+
+  /// A write's reply (the state machine's, possibly a retried write's stored one) naming this
+  /// replica, the leader that executed or re-answered it, as `served_by`.
+  private func servedHere(_ bytes: [UInt8]) throws -> [UInt8] {
+    guard !apiAddress.isEmpty, var reply = try? Shardkv_Ctrler_CtrlerReply(serializedBytes: bytes) else {
+      return bytes
+    }
+    reply.servedBy = apiAddress
+    return try reply.serializedBytes()
   }
 }

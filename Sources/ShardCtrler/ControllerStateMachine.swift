@@ -1,16 +1,19 @@
+import Foundation
 import Raft
 import Storage
 import SwiftProtobuf
 import Synchronization
 import Wire
 
-/// The controller's replicated state: every configuration since 0, and the client sessions
-/// that make writes exactly-once. Durable in RocksDB (column family `ctrler`): each `apply`
-/// writes the configurations it created, the sessions it touched and the new applied index in
-/// one batch, so a restarted replica resumes from its own disk.
+/// The controller's replicated state: every configuration since 0, the client sessions that
+/// make writes exactly-once, and the member directory (`MemberDirectory`: each replica's API
+/// address, for leader hints). Durable in RocksDB (column family `ctrler`): each `apply`
+/// writes the configurations it created, the sessions and directory entries it touched and the
+/// new applied index in one batch, so a restarted replica resumes from its own disk.
 ///
-/// The shard count is fixed by the first command applied (each command carries its proposer's
-/// count), not by each replica's flags: replicas started with different `--shards` still agree.
+/// The shard count is fixed by the first client command applied (each command carries its
+/// proposer's count), not by each replica's flags: replicas started with different `--shards`
+/// still agree. A replica's address publication does not fix it.
 public final class ControllerStateMachine: StateMachine {
   public static let columnFamilies = ["ctrler"]
   static let appliedKey = Array("applied".utf8)
@@ -41,6 +44,7 @@ public final class ControllerStateMachine: StateMachine {
     /// configs[n] is configuration n; empty until the shard count is fixed.
     var configs: [ShardConfiguration] = []
     var sessions = SessionTable()
+    var members = MemberDirectory()
 
     /// Configuration `num` (-1 or past the latest: the latest); before anything was applied,
     /// configuration 0 of `fallbackShardCount` shards.
@@ -72,6 +76,7 @@ public final class ControllerStateMachine: StateMachine {
       throw ControllerStateError.corrupt("controller configurations are not numbered 0, 1, 2, …")
     }
     loaded.sessions = try SessionTable(loadingFrom: db, family: family)
+    loaded.members = try MemberDirectory(loadingFrom: db, family: family)
     state = Mutex(loaded)
   }
 
@@ -82,6 +87,9 @@ public final class ControllerStateMachine: StateMachine {
 
   /// Client sessions currently remembered.
   public var sessionCount: Int { state.withLock { $0.sessions.count } }
+
+  /// The member directory as of the last applied entry.
+  public var memberDirectory: MemberDirectory { state.withLock { $0.members } }
 
   /// The latest configuration number.
   public var latestNum: UInt64 { state.withLock { UInt64(max(0, $0.configs.count - 1)) } }
@@ -103,6 +111,9 @@ public final class ControllerStateMachine: StateMachine {
     results.reserveCapacity(entries.count)
     for entry in entries {
       current.applied = entry.index
+      if case .membership(let membership) = entry.payload {
+        current.members.retain(membership, in: &batch, family: family)
+      }
       guard case .command(let bytes) = entry.payload else {
         results.append([])
         continue
@@ -132,6 +143,10 @@ public final class ControllerStateMachine: StateMachine {
   {
     guard let command = try? Shardkv_Ctrler_Command(serializedBytes: bytes) else {
       return (Self.reply(.invalidArgument, "undecodable command"), 0)
+    }
+    if command.hasPublishMember {
+      state.members.publish(command.publishMember, in: &batch, family: family)
+      return (Self.reply(.ok), command.stampMs)
     }
     if state.shardCount == nil {
       let proposed = Int(command.shardCount)
@@ -202,18 +217,20 @@ public final class ControllerStateMachine: StateMachine {
     let image = state.withLock { $0 }
     return ControllerSnapshotReader(
       index: image.applied, shardCount: image.shardCount ?? 0, configs: image.configs,
-      sessions: image.sessions.all)
+      sessions: image.sessions.all, members: image.members.all)
   }
 
   public func restore(_ metadata: SnapshotMetadata, from pieces: [[UInt8]]) throws {
     var restored = State()
     restored.applied = metadata.index
     var sessions: [Shardkv_ClientSession] = []
+    var members: [Shardkv_MemberAddress] = []
     for bytes in pieces {
       let piece = try Shardkv_Ctrler_SnapshotPiece(serializedBytes: bytes)
       if piece.shardCount > 0 { restored.shardCount = Int(piece.shardCount) }
       restored.configs.append(contentsOf: piece.configs.map(ShardConfiguration.init))
       sessions.append(contentsOf: piece.sessions)
+      members.append(contentsOf: piece.members)
     }
     guard restored.configs.enumerated().allSatisfy({ UInt64($0.offset) == $0.element.num }) else {
       throw ControllerStateError.corrupt("snapshot configurations are not numbered 0, 1, 2, …")
@@ -228,6 +245,7 @@ public final class ControllerStateMachine: StateMachine {
       batch.put(key: Self.configKey(config.num), value: try config.message.serializedBytes(), in: family)
     }
     try restored.sessions.replace(with: sessions, in: &batch, family: family)
+    restored.members.replace(with: members, in: &batch, family: family)
     batch.put(key: Self.appliedKey, value: BigEndian.bytes(metadata.index), in: family)
     try db.write(batch, sync: true)
     state.withLock { $0 = restored }
@@ -235,7 +253,7 @@ public final class ControllerStateMachine: StateMachine {
 }
 
 /// A controller image: the shard count, every configuration in order (a few hundred per
-/// piece), then the sessions. Configurations never change once created, so a copy of the
+/// piece), then the sessions and the member directory. Configurations never change once created, so a copy of the
 /// arrays taken under the lock is a consistent image.
 final class ControllerSnapshotReader: SnapshotReader {
   let index: UInt64
@@ -245,14 +263,19 @@ final class ControllerSnapshotReader: SnapshotReader {
     var shardCount: Int
     var configs: ArraySlice<ShardConfiguration>
     var sessions: [Shardkv_ClientSession]
+    let members: [Shardkv_MemberAddress]
     var first = true
     var finished = false
   }
   private let cursor: Mutex<Cursor>
 
-  init(index: UInt64, shardCount: Int, configs: [ShardConfiguration], sessions: [Shardkv_ClientSession]) {
+  init(
+    index: UInt64, shardCount: Int, configs: [ShardConfiguration], sessions: [Shardkv_ClientSession],
+    members: [Shardkv_MemberAddress]
+  ) {
     self.index = index
-    cursor = Mutex(Cursor(shardCount: shardCount, configs: configs[...], sessions: sessions))
+    cursor = Mutex(
+      Cursor(shardCount: shardCount, configs: configs[...], sessions: sessions, members: members))
   }
 
   func nextPiece() throws -> [UInt8]? {
@@ -267,11 +290,25 @@ final class ControllerSnapshotReader: SnapshotReader {
       cursor.configs = cursor.configs.dropFirst(Self.configsPerPiece)
       if cursor.configs.isEmpty {
         piece.sessions = cursor.sessions
+        piece.members = cursor.members
         cursor.sessions = []
         cursor.finished = true
       }
       return try piece.serializedBytes()
     }
+  }
+}
+
+extension ControllerStateMachine: MemberAddressBook {
+  public func apiAddress(of member: NodeID) -> String? {
+    state.withLock { $0.members.apiAddress(of: member) }
+  }
+
+  public func publicationCommand(_ entry: Shardkv_MemberAddress) throws -> [UInt8] {
+    var command = Shardkv_Ctrler_Command()
+    command.publishMember = entry
+    command.stampMs = UInt64(max(0, Date().timeIntervalSince1970 * 1000))
+    return try command.serializedBytes()
   }
 }
 

@@ -22,7 +22,9 @@ public enum KVClientError: Error, Hashable, Sendable, CustomStringConvertible {
 
 /// A client session with a KV store: Get, Put, Append and Delete over a `GroupClient`
 /// (retries with backoff across a group's members, one sequence number per write across all
-/// its retries and redirects, operations one at a time in call order).
+/// its retries and redirects, operations one at a time in call order). It keeps to the member
+/// named in each answer (`served_by`: the leader for a write) and follows a wrong-leader
+/// answer's `leader_api`, so after one request through a follower it talks to the leader.
 ///
 /// Against a standalone group every member serves every key. Against a sharded cluster the
 /// clerk routes each key by the latest configuration it knows (`ShardRouting`), and a group
@@ -117,7 +119,9 @@ public struct KVClerk: Sendable {
     switch reply.error {
     case .ok, .noKey: return .done(reply, leader: reply.servedBy.isEmpty ? nil : reply.servedBy)
     case .invalidArgument: return .refused(.invalidArgument(reply.message))
-    case .wrongLeader: return .tryNextMember("not the leader (\(why))")
+    case .wrongLeader:
+      return .tryNextMember(
+        "not the leader (\(why))", leader: reply.leaderApi.isEmpty ? nil : reply.leaderApi)
     // Cut off from the quorum, or a stale leader: another member may get it through.
     case .timeout: return .tryNextMember(why)
     case .shardNotReady: return .retryLater(why)

@@ -51,7 +51,9 @@ public struct KVGroupServer: Sendable {
     self.stateMachine = stateMachine
     self.peers = peers
     self.api = api ?? peers
-    nodeCommands = NodeCommandService(node: node, peers: peers, service: "kv")
+    nodeCommands = NodeCommandService(
+      node: node, peers: peers, service: "kv", apiAddress: stateMachine.options.apiAddress,
+      addressBook: stateMachine)
     nodeCommands.groupID = stateMachine.options.group
     routing = ShardRouting(controllers: stateMachine.options.controllers, transport: self.api)
   }
@@ -122,7 +124,9 @@ public struct KVGroupServer: Sendable {
     } catch RaftNodeError.notLeader(let leader?) where !forwarded {
       return try await forward(payload, method: KVMethod.forwardedRequest, to: leader, timeout: timeout)
     } catch let error as RaftNodeError {
-      return try Self.reply(for: error).serializedBytes()
+      var reply = Self.reply(for: error)
+      if case .notLeader(let leader) = error { reply.leaderApi = nodeCommands.apiHint(for: leader) }
+      return try reply.serializedBytes()
     }
   }
 
@@ -144,6 +148,7 @@ public struct KVGroupServer: Sendable {
     }
     var reply = KVStateMachine.reply(.wrongLeader, "could not reach the leader \(leader)")
     reply.leaderHint = leader.rawValue
+    reply.leaderApi = nodeCommands.apiHint(for: leader)
     return try reply.serializedBytes()
   }
 

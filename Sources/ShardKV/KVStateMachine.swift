@@ -10,10 +10,11 @@ import Wire
 ///
 /// Layout: column family `kv` maps (shard as big-endian u32 ‖ user key) to the value, so one
 /// shard is one contiguous key range (cheap to stream or delete when it moves); `meta` holds
-/// the applied index, one record per client session and the shard table. Every `apply` writes
-/// its data, the sessions it touched, the shard table and the new applied index in one RocksDB
-/// batch, so after a crash the node resumes exactly where its disk says, replaying only the
-/// log entries after it.
+/// the applied index, one record per client session, the shard table and the member directory
+/// (`MemberDirectory`: each member's API address, for leader hints). Every `apply` writes its
+/// data, the sessions it touched, the shard table, the directory entries it changed and the
+/// new applied index in one RocksDB batch, so after a crash the node resumes exactly where its
+/// disk says, replaying only the log entries after it.
 ///
 /// Shards: the `ShardTable` says which shards the group serves at each log index. A client
 /// operation is checked against it when applied, not only when received: a write for a shard
@@ -67,6 +68,7 @@ public final class KVStateMachine: StateMachine {
     var applied: UInt64
     var sessions: SessionTable
     var table: ShardTable
+    var members: MemberDirectory
   }
 
   public let options: Options
@@ -85,6 +87,7 @@ public final class KVStateMachine: StateMachine {
     meta = try db.columnFamily("meta")
     let applied = try db.get(Self.appliedKey, in: meta).flatMap { BigEndian.uint64(from: $0) } ?? 0
     let sessions = try SessionTable(loadingFrom: db, family: meta)
+    let members = try MemberDirectory(loadingFrom: db, family: meta)
     let table: ShardTable
     if let stored = try db.get(Self.shardTableKey, in: meta) {
       table = try ShardTable(Shardkv_Group_ShardTableRecord(serializedBytes: stored))
@@ -94,7 +97,7 @@ public final class KVStateMachine: StateMachine {
     } else {
       table = Self.initialTable(options)
     }
-    state = Mutex(State(applied: applied, sessions: sessions, table: table))
+    state = Mutex(State(applied: applied, sessions: sessions, table: table, members: members))
   }
 
   /// The group whose data `db` holds (0: a standalone store), or nil when it holds none yet.
@@ -115,6 +118,9 @@ public final class KVStateMachine: StateMachine {
 
   /// The shard table as of the last applied entry.
   public var shardTable: ShardTable { state.withLock { $0.table } }
+
+  /// The member directory as of the last applied entry.
+  public var memberDirectory: MemberDirectory { state.withLock { $0.members } }
 
   /// This node's own value for `key`, without consensus and whatever the shard's phase:
   /// possibly stale (`direct_get`).
@@ -193,6 +199,9 @@ public final class KVStateMachine: StateMachine {
     results.reserveCapacity(entries.count)
     for entry in entries {
       batch.state.applied = entry.index
+      if case .membership(let membership) = entry.payload {
+        batch.state.members.retain(membership, in: &batch.writes, family: meta)
+      }
       guard case .command(let bytes) = entry.payload else {
         results.append([])
         continue
@@ -247,6 +256,9 @@ public final class KVStateMachine: StateMachine {
         clear(Int(delete.shard), in: &batch)
         batch.tableChanged = true
       }
+      results.append([])
+    case .publishMember(let entry):
+      batch.state.members.publish(entry, in: &batch.writes, family: meta)
       results.append([])
     case nil:
       results.append((try? Self.reply(.invalidArgument, "empty command").serializedBytes()) ?? [])
@@ -393,7 +405,7 @@ public final class KVStateMachine: StateMachine {
       data.seekToFirst()
       return KVSnapshotReader(
         index: state.applied, snapshot: snapshot, data: data, sessions: state.sessions.all,
-        table: state.table.record)
+        table: state.table.record, members: state.members.all)
     }
   }
 
@@ -402,6 +414,7 @@ public final class KVStateMachine: StateMachine {
     var batch = WriteBatch()
     batch.deleteRange(from: [], to: Array(repeating: 0xFF, count: 8), in: kv)
     var sessions: [Shardkv_ClientSession] = []
+    var members: [Shardkv_MemberAddress] = []
     var table = Self.initialTable(options)
     for bytes in pieces {
       let piece = try Shardkv_Group_SnapshotPiece(serializedBytes: bytes)
@@ -409,6 +422,7 @@ public final class KVStateMachine: StateMachine {
         batch.put(key: [UInt8](record.key), value: [UInt8](record.value), in: kv)
       }
       sessions.append(contentsOf: piece.sessions)
+      members.append(contentsOf: piece.members)
       if piece.hasShardTable {
         table = try ShardTable(piece.shardTable)
         guard table.group == options.group else {
@@ -418,17 +432,21 @@ public final class KVStateMachine: StateMachine {
     }
     var restoredSessions = SessionTable()
     try restoredSessions.replace(with: sessions, in: &batch, family: meta)
+    var restoredMembers = MemberDirectory()
+    restoredMembers.replace(with: members, in: &batch, family: meta)
     batch.put(key: Self.shardTableKey, value: try table.record.serializedBytes(), in: meta)
     batch.put(key: Self.appliedKey, value: BigEndian.bytes(metadata.index), in: meta)
     try state.withLock { state throws in
       try db.write(batch, sync: true)
-      state = State(applied: metadata.index, sessions: restoredSessions, table: table)
+      state = State(
+        applied: metadata.index, sessions: restoredSessions, table: table, members: restoredMembers)
     }
   }
 }
 
-/// Streams a consistent image: every data record, then every session and the shard table, as
-/// of one RocksDB snapshot taken under the state lock, in pieces of about `pieceBytes`.
+/// Streams a consistent image: every data record, then every session, the shard table and the
+/// member directory, as of one RocksDB snapshot taken under the state lock, in pieces of about
+/// `pieceBytes`.
 final class KVSnapshotReader: SnapshotReader {
   let index: UInt64
   private static let pieceBytes = 512 << 10
@@ -438,6 +456,7 @@ final class KVSnapshotReader: SnapshotReader {
     let data: RocksIterator
     var sessions: [Shardkv_ClientSession]
     let table: Shardkv_Group_ShardTableRecord
+    let members: [Shardkv_MemberAddress]
     var finished = false
   }
   // RocksIterator is not thread-safe; the lock makes each call exclusive.
@@ -445,10 +464,10 @@ final class KVSnapshotReader: SnapshotReader {
 
   init(
     index: UInt64, snapshot: sending RocksSnapshot, data: sending RocksIterator,
-    sessions: [Shardkv_ClientSession], table: Shardkv_Group_ShardTableRecord
+    sessions: [Shardkv_ClientSession], table: Shardkv_Group_ShardTableRecord, members: [Shardkv_MemberAddress]
   ) {
     self.index = index
-    cursor = Mutex(Cursor(snapshot: snapshot, data: data, sessions: sessions, table: table))
+    cursor = Mutex(Cursor(snapshot: snapshot, data: data, sessions: sessions, table: table, members: members))
   }
 
   func nextPiece() throws -> [UInt8]? {
@@ -468,6 +487,7 @@ final class KVSnapshotReader: SnapshotReader {
       if !cursor.data.isValid {
         piece.sessions = cursor.sessions
         piece.shardTable = cursor.table
+        piece.members = cursor.members
         cursor.sessions.removeAll()
         cursor.finished = true
         cursor.data.close()
@@ -475,5 +495,18 @@ final class KVSnapshotReader: SnapshotReader {
       }
       return try piece.serializedBytes()
     }
+  }
+}
+
+extension KVStateMachine: MemberAddressBook {
+  public func apiAddress(of member: NodeID) -> String? {
+    state.withLock { $0.members.apiAddress(of: member) }
+  }
+
+  public func publicationCommand(_ entry: Shardkv_MemberAddress) throws -> [UInt8] {
+    var command = Shardkv_Group_Command()
+    command.publishMember = entry
+    command.stampMs = UInt64(max(0, Date().timeIntervalSince1970 * 1000))
+    return try command.serializedBytes()
   }
 }

@@ -104,6 +104,38 @@ final class ControllerStateMachineTests: XCTestCase {
     otherDB.close()
   }
 
+  func publication(_ machine: ControllerStateMachine, _ peer: String, _ api: String) throws -> [UInt8] {
+    var entry = Shardkv_MemberAddress()
+    entry.peer = peer
+    entry.api = api
+    return try machine.publicationCommand(entry)
+  }
+
+  /// A replica's address publication goes into the member directory (kept on disk, in
+  /// snapshots, pruned by membership entries) and does not fix the shard count: the first
+  /// client command still does.
+  func testMemberDirectoryIsReplicatedStateThatLeavesTheShardCountAlone() throws {
+    var (db, machine) = try open("g", shardCount: 64)
+    _ = try machine.apply(
+      entries([try publication(machine, "c0:peer", "c0:api"), try publication(machine, "c1:peer", "c1:api")]))
+    XCTAssertEqual(machine.apiAddress(of: "c1:peer"), "c1:api")
+    _ = try machine.apply(entries([command(join(1), sequence: 1, shardCount: 16)], from: 3))
+    XCTAssertEqual(machine.shardCount, 16, "the first client command fixes the shard count")
+    let reader = try machine.makeSnapshot()
+    var pieces: [[UInt8]] = []
+    while let piece = try reader.nextPiece() { pieces.append(piece) }
+    let (otherDB, other) = try open("h")
+    try other.restore(SnapshotMetadata(index: reader.index, term: 1, membership: Membership()), from: pieces)
+    XCTAssertEqual(other.memberDirectory, machine.memberDirectory)
+    otherDB.close()
+    _ = try machine.apply([Entry(term: 1, index: 4, payload: .membership(Membership(voters: ["c0:peer"])))])
+    XCTAssertNil(machine.apiAddress(of: "c1:peer"), "c1 was removed")
+    db.close()
+    (db, machine) = try open("g")
+    XCTAssertEqual(machine.memberDirectory.all.map(\.peer), ["c0:peer"])
+    db.close()
+  }
+
   func testUndecodableCommandIsRejectedAndStateUnchanged() throws {
     let (db, machine) = try open("e")
     let results = try machine.apply(entries([[0xFF, 0xFF, 0xFF]]))

@@ -145,6 +145,60 @@ final class KVStateMachineTests: XCTestCase {
     XCTAssertEqual(try value(sm, "a"), "2", "an expired session starts over")
   }
 
+  private func publication(_ sm: KVStateMachine, _ peer: String, _ api: String) throws -> Entry {
+    var entry = Shardkv_MemberAddress()
+    entry.peer = peer
+    entry.api = api
+    index += 1
+    return Entry(term: 1, index: index, payload: .command(try sm.publicationCommand(entry)))
+  }
+
+  private func membership(_ members: [String]) -> Entry {
+    index += 1
+    return Entry(term: 1, index: index, payload: .membership(Membership(voters: members.map { NodeID($0) })))
+  }
+
+  /// The member directory: published addresses are applied, a later one wins, unrecordable
+  /// ones are ignored, a membership entry drops non-members, and it all survives reopening.
+  func testMemberDirectoryFollowsPublicationsAndMembershipAndSurvivesReopening() throws {
+    var sm = try open()
+    try apply(
+      sm, try publication(sm, "a:peer", "a:api"), try publication(sm, "b:peer", "b:api-old"),
+      try publication(sm, "b:peer", "b:api"), try publication(sm, "c:peer", "c:api"),
+      try publication(sm, "d:peer", "has space:1"), try publication(sm, "", "e:api"))
+    XCTAssertEqual(sm.apiAddress(of: "a:peer"), "a:api")
+    XCTAssertEqual(sm.apiAddress(of: "b:peer"), "b:api", "the latest publication wins")
+    XCTAssertNil(sm.apiAddress(of: "d:peer"), "an address that is not HOST:PORT is not recorded")
+    XCTAssertEqual(sm.memberDirectory.count, 3)
+    try apply(sm, membership(["a:peer", "b:peer"]))
+    XCTAssertNil(sm.apiAddress(of: "c:peer"), "a membership entry without c drops it")
+    XCTAssertEqual(sm.appliedIndex, index)
+    sm = try open()
+    XCTAssertEqual(sm.memberDirectory.all.map(\.peer), ["a:peer", "b:peer"])
+    XCTAssertEqual(sm.apiAddress(of: "b:peer"), "b:api")
+    XCTAssertNil(sm.apiAddress(of: "c:peer"), "the removal was written to disk")
+  }
+
+  /// A snapshot carries the member directory; installing it replaces the target's own.
+  func testSnapshotCarriesTheMemberDirectory() throws {
+    let source = try open()
+    try apply(source, try publication(source, "a:peer", "a:api"), try publication(source, "b:peer", "b:api"))
+    let reader = try source.makeSnapshot()
+    var pieces: [[UInt8]] = []
+    while let piece = try reader.nextPiece() { pieces.append(piece) }
+
+    let otherPath = path + "-copy"
+    defer { try? FileManager.default.removeItem(atPath: otherPath) }
+    var target = try open(at: otherPath)
+    index = 0
+    try apply(target, try publication(target, "stale:peer", "stale:api"))
+    try target.restore(SnapshotMetadata(index: reader.index, term: 1, membership: Membership()), from: pieces)
+    XCTAssertEqual(target.memberDirectory, source.memberDirectory)
+    target = try open(at: otherPath)
+    XCTAssertEqual(
+      target.memberDirectory.all.map(\.api), ["a:api", "b:api"], "installed on disk, stale entry gone")
+  }
+
   func testSnapshotRestoresDataSessionsAndIndexElsewhere() throws {
     let source = try open()
     for i in 0..<3_000 {

@@ -9,8 +9,10 @@ public enum ReplyVerdict<Value: Sendable, Failure: Error>: Sendable {
   /// The group refused it for good; retrying cannot help.
   case refused(Failure)
   /// This member cannot serve it now (not the leader, cut off from the quorum, timed out):
-  /// try the next member.
-  case tryNextMember(String)
+  /// try another member. `leader`, the leader's API address as the member named it
+  /// (`leader_api`), is tried next, at once, when it is one of the current servers; otherwise
+  /// the next member in turn.
+  case tryNextMember(String, leader: String? = nil)
   /// Try the same member again after the backoff (for example, a shard still moving).
   case retryLater(String)
   /// The request belongs to other servers (another replica group): send it there, with the
@@ -21,11 +23,17 @@ public enum ReplyVerdict<Value: Sendable, Failure: Error>: Sendable {
 /// A client session with one replicated group (a KV group or the shard controller): the
 /// retry discipline both clerks share.
 ///
-/// It remembers which member answered last (the leader, or one that forwards to it); on a
-/// wrong leader, a timeout or a failed call it moves to the next member, backing off from
-/// 20 ms up to 500 ms; and a write keeps its sequence number across every retry, so the group
-/// executes it exactly once. It gives up with the caller's failure once `deadline` has passed
-/// since the operation's turn began.
+/// It remembers which member answered last (the one the reply names as having served it: the
+/// leader for a write); a wrong-leader answer that names the leader's API address sends the
+/// next attempt straight there; otherwise, on a wrong leader, a timeout or a failed call it
+/// moves to the next member, backing off from 20 ms up to 500 ms. A write keeps its sequence
+/// number across every retry, so the group executes it exactly once. It gives up with the
+/// caller's failure once `deadline` has passed since the operation's turn began.
+///
+/// Only addresses among the current servers are followed (a reply's `served_by` or leader
+/// hint naming anything else is ignored): the server list is what the caller trusts (the
+/// operator's list or the controller's configuration), and a hint only shortens the way
+/// through it.
 ///
 /// Invariant: a session has at most one request outstanding, so operations run one at a time
 /// in call order. The group keeps only the last reply per session and answers an older
@@ -43,6 +51,9 @@ public actor GroupClient {
   /// The member that answered last in each server list used before (a sharded client switches
   /// lists as its keys' groups change, and should come back to each group's leader).
   private var preferredByServers: [[String]: Int] = [:]
+  /// Leader hints followed at once in a row before the backoff applies again: members that
+  /// name each other (a leadership change under way) cannot make a busy loop.
+  public static let maxHintsFollowedAtOnce = 3
   /// Whether an operation is under way, and the callers queued behind it.
   private var busy = false
   private var queued: [CheckedContinuation<Void, Never>] = []
@@ -118,6 +129,7 @@ public actor GroupClient {
     // The last reason a server gave: more telling than a later call that merely timed out.
     var lastAnswer: String?
     var redirects = 0
+    var hintsFollowed = 0
     if let route, !route.isEmpty, route != servers { switchServers(to: route) }
     while clock.now < end {
       let server = servers[preferred % servers.count]
@@ -134,10 +146,17 @@ public actor GroupClient {
           if let leader, let index = servers.firstIndex(of: leader) { preferred = index }
           return .success(value)
         case .refused(let failure): return .failure(failure)
-        case .tryNextMember(let why):
+        case .tryNextMember(let why, let leader):
           lastError = "\(server): \(why)"
           lastAnswer = lastError
-          preferred += 1
+          if let leader, leader != server, let index = servers.firstIndex(of: leader) {
+            // One hop to the leader the member named, without waiting.
+            preferred = index
+            hintsFollowed += 1
+            if hintsFollowed <= Self.maxHintsFollowedAtOnce { continue }
+          } else {
+            preferred += 1
+          }
         case .retryLater(let why):
           lastError = "\(server): \(why)"
           lastAnswer = lastError

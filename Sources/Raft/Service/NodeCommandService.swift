@@ -14,11 +14,20 @@ public enum NodeMethod {
 
   public static let forwardedJoin = "forwarded.node.join"
   public static let forwardedRemove = "forwarded.node.remove"
+  /// A member asks its leader to record the member's API address in the member directory
+  /// (payload `MemberAddress`, reply `PublishReply`). Peer address only: API clients cannot
+  /// rewrite where hints send other clients.
+  public static let forwardedPublish = "forwarded.node.publish"
 }
 
 /// The operator's face of one Raft replica: `leader`, `dropped` and `status` answer from this
 /// node's own view; `join` and `remove` change the membership through the leader (a follower
 /// forwards them over the peer address).
+///
+/// It also keeps this member's API address in the group's replicated member directory
+/// (`publishAddress`, `MemberDirectory`), and reads the leader's from there for hints: a
+/// WRONG_LEADER answer names the leader's peer address (`leader_hint`, for people) and its API
+/// address (`leader_api`, for clients and routers, which only ever dial API addresses).
 public struct NodeCommandService: Sendable {
   public let node: RaftNode
   /// Reaches other members at their peer addresses, to forward to the leader.
@@ -35,11 +44,21 @@ public struct NodeCommandService: Sendable {
   public var groupID: UInt64 = 0
   /// What the replicated state machine is, reported in `status`: "kv" or "controller".
   public var service: String
+  /// This node's API address, which it publishes in the member directory and names in its
+  /// replies (`served_by`). Empty: publish nothing.
+  public var apiAddress: String
+  /// The service's member directory; nil: no hints carry API addresses.
+  public var addressBook: (any MemberAddressBook)?
 
-  public init(node: RaftNode, peers: any Transport, service: String) {
+  public init(
+    node: RaftNode, peers: any Transport, service: String, apiAddress: String = "",
+    addressBook: (any MemberAddressBook)? = nil
+  ) {
     self.node = node
     self.peers = peers
     self.service = service
+    self.apiAddress = apiAddress
+    self.addressBook = addressBook
   }
 
   /// The methods of the API address.
@@ -65,6 +84,7 @@ public struct NodeCommandService: Sendable {
     handlers.register(NodeMethod.forwardedRemove) {
       try await service.changeMembership($0, join: false, forwarded: true)
     }
+    handlers.register(NodeMethod.forwardedPublish) { try await service.recordPublication($0) }
   }
 
   /// Sends `payload` to `leader`'s peer address under `method`, or returns nil when the
@@ -75,6 +95,12 @@ public struct NodeCommandService: Sendable {
   ) async -> [UInt8]? {
     try? await peers.call(
       leader.rawValue, method: method, payload: payload, timeout: timeout ?? forwardTimeout)
+  }
+
+  /// The API address of `leader` as this node's member directory has it, or "" when unknown.
+  public func apiHint(for leader: NodeID?) -> String {
+    guard let leader else { return "" }
+    return addressBook?.apiAddress(of: leader) ?? ""
   }
 
   /// How a runtime error reads to a client: the error code, the leader hint and a message.
@@ -118,9 +144,107 @@ public struct NodeCommandService: Sendable {
       if let answer = await forward(payload, method: method, to: leader, timeout: timeout) { return answer }
       reply.error = .wrongLeader
       reply.leaderHint = leader.rawValue
+      reply.leaderApi = apiHint(for: leader)
       reply.message = "could not reach the leader \(leader)"
     } catch {
       (reply.error, reply.leaderHint, reply.message) = Self.outcome(of: error)
+      if case .notLeader(let leader) = error { reply.leaderApi = apiHint(for: leader) }
+    }
+    return try reply.serializedBytes()
+  }
+
+  // MARK: - The member directory
+
+  /// What one look at this member's directory entry came to.
+  enum Publication: Equatable {
+    /// Nothing to do: the entry is right, there is no directory or no API address, or this
+    /// node is not a member (a standby waits to be added).
+    case current
+    /// Recorded through the leader just now.
+    case published
+    /// Not recorded (no leader, the leader unreachable, not committed in time): try again.
+    case failed(String)
+    /// The node is stopped: give up.
+    case stopped
+  }
+
+  /// Keeps this member's API address in the group's member directory until the task is
+  /// cancelled or the node stops, the way an etcd member publishes its client URLs: whenever
+  /// the applied directory lacks this member or names another API address (first start, a
+  /// restart on another address, a removal and a re-add), the member has the leader record it
+  /// through the log (it proposes itself when it leads). Checks every `interval`; after a
+  /// failure it tries again sooner, backing off from 20 ms up to `interval`.
+  public func publishAddress(every interval: Duration = .seconds(1)) -> Task<Void, Never> {
+    let service = self
+    return Task {
+      var backoff = Duration.milliseconds(20)
+      while !Task.isCancelled {
+        switch await service.publishIfNeeded() {
+        case .current, .published:
+          backoff = .milliseconds(20)
+          try? await Task.sleep(for: interval)
+        case .failed:
+          try? await Task.sleep(for: backoff)
+          backoff = min(backoff * 2, interval)
+        case .stopped:
+          return
+        }
+      }
+    }
+  }
+
+  /// One look at this member's directory entry, and a publication if it is missing or wrong.
+  func publishIfNeeded() async -> Publication {
+    guard let book = addressBook, MemberDirectory.isRecordable(apiAddress),
+      MemberDirectory.isRecordable(node.id.rawValue), book.apiAddress(of: node.id) != apiAddress
+    else { return .current }
+    guard await node.membership.contains(node.id) else { return .current }
+    var entry = Shardkv_MemberAddress()
+    entry.peer = node.id.rawValue
+    entry.api = apiAddress
+    do {
+      _ = try await node.propose(try book.publicationCommand(entry), timeout: forwardTimeout)
+      return .published
+    } catch RaftNodeError.notLeader(let leader?) {
+      guard let payload: [UInt8] = try? entry.serializedBytes(),
+        let bytes = await forward(payload, method: NodeMethod.forwardedPublish, to: leader),
+        let reply = try? Shardkv_PublishReply(serializedBytes: bytes)
+      else { return .failed("could not reach the leader \(leader)") }
+      return reply.error == .ok ? .published : .failed(reply.message)
+    } catch RaftNodeError.stopped {
+      return .stopped
+    } catch {
+      return .failed("\(error)")
+    }
+  }
+
+  /// The leader's side of `forwarded.node.publish`: records a member's API address, unless
+  /// the directory has it already. Only a current member's address is recorded, so the
+  /// directory never gains strangers (a removed member's entry goes with the next membership
+  /// entry). Never forwarded again.
+  func recordPublication(_ payload: [UInt8]) async throws -> [UInt8] {
+    var reply = Shardkv_PublishReply()
+    guard let book = addressBook,
+      let entry = try? Shardkv_MemberAddress(serializedBytes: payload),
+      MemberDirectory.isRecordable(entry.peer), MemberDirectory.isRecordable(entry.api)
+    else {
+      reply.error = .invalidArgument
+      reply.message = "expected a member's peer and API addresses (HOST:PORT)"
+      return try reply.serializedBytes()
+    }
+    let member = NodeID(entry.peer)
+    guard await node.membership.contains(member) else {
+      reply.error = .invalidArgument
+      reply.message = "\(member) is not a member of this group"
+      return try reply.serializedBytes()
+    }
+    guard book.apiAddress(of: member) != entry.api else { return try reply.serializedBytes() }
+    do {
+      _ = try await node.propose(try book.publicationCommand(entry), timeout: forwardTimeout)
+    } catch let error as RaftNodeError {
+      let outcome = Self.outcome(of: error)
+      reply.error = outcome.error
+      reply.message = outcome.message
     }
     return try reply.serializedBytes()
   }

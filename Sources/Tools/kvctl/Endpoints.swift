@@ -27,6 +27,16 @@ final class Endpoints: Sendable {
   /// The endpoint that answered last (the first before any answered).
   var current: String { all[preferred.withLock { $0 }] }
 
+  /// Makes `endpoint` the first one the next call tries, if it is one of `all` (a leader hint
+  /// naming another address is not followed: `-a` lists what kvctl may talk to). Returns
+  /// whether it is.
+  @discardableResult
+  func prefer(_ endpoint: String) -> Bool {
+    guard let index = all.firstIndex(of: endpoint) else { return false }
+    preferred.withLock { $0 = index }
+    return true
+  }
+
   /// Calls `method` on the endpoints in turn; returns the first reply and who sent it.
   /// - Parameters:
   ///   - timeout: the whole call's deadline (default `deadline`).

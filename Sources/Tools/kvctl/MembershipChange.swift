@@ -33,24 +33,41 @@ enum MembershipChange {
     try await change(NodeMethod.remove, peer, through: endpoints, timeout: timeout)
   }
 
+  /// Sends the change; a wrong-leader answer that names the leader's API address (a follower
+  /// that could not forward it) is sent once more, straight to that address when `-a` lists it.
   private static func change(
     _ method: String, _ peer: String, through endpoints: Endpoints, timeout: Duration
   ) async throws(Failure) -> [String] {
-    var request = Shardkv_JoinRequest()
-    request.peer = peer
-    // The node stops a little before kvctl does, so that its answer (and the reason) arrives.
-    let margin = min(timeout / 10, .seconds(2))
-    let (seconds, attoseconds) = (timeout - margin).components
-    request.timeoutMs = UInt32(clamping: max(1, seconds * 1000 + attoseconds / 1_000_000_000_000_000))
+    let clock = ContinuousClock()
+    let end = clock.now + timeout
     let verb = method == NodeMethod.join ? "join" : "remove"
-    let (reply, _) = try await endpoints.call(
-      method, request, as: Shardkv_MembershipReply.self, timeout: timeout, slow: true)
+    let first = try await send(method, peer, through: endpoints, timeout: timeout)
+    var reply = first.reply
+    if reply.error == .wrongLeader, reply.leaderApi != first.from, endpoints.prefer(reply.leaderApi),
+      clock.now < end
+    {
+      reply = try await send(method, peer, through: endpoints, timeout: end - clock.now).reply
+    }
     guard reply.error == .ok else {
       throw Failure(
         message: "\(verb) \(peer): \(reply.message.isEmpty ? "\(reply.error)" : reply.message)",
         status: exitCode(reply.error))
     }
     return reply.members
+  }
+
+  /// One call of `method` through `endpoints`, telling the node how long kvctl waits.
+  private static func send(
+    _ method: String, _ peer: String, through endpoints: Endpoints, timeout: Duration
+  ) async throws(Failure) -> (reply: Shardkv_MembershipReply, from: String) {
+    var request = Shardkv_JoinRequest()
+    request.peer = peer
+    // The node stops a little before kvctl does, so that its answer (and the reason) arrives.
+    let margin = min(timeout / 10, .seconds(2))
+    let (seconds, attoseconds) = (timeout - margin).components
+    request.timeoutMs = UInt32(clamping: max(1, seconds * 1000 + attoseconds / 1_000_000_000_000_000))
+    return try await endpoints.call(
+      method, request, as: Shardkv_MembershipReply.self, timeout: timeout, slow: true)
   }
 
   /// Redraws one line on stderr with what the node kvctl talks to knows of `peer`, until

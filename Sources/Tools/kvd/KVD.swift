@@ -337,11 +337,12 @@ struct KVD: AsyncParsableCommand {
     }
     var kvMachine: KVStateMachine?
     let node: RaftNode
+    let nodeCommands: NodeCommandService
     var peerHandlers = RPCHandlers()
     var apiHandlers = RPCHandlers()
     do {
       let stateMachine: any StateMachine
-      let register: (RaftNode, inout RPCHandlers, inout RPCHandlers) -> Void
+      let register: (RaftNode, inout RPCHandlers, inout RPCHandlers) -> NodeCommandService
       if controller {
         let machine = try ControllerStateMachine(db: db, options: .init(shardCount: shards ?? 64))
         if let shards, machine.appliedIndex > 0, machine.shardCount != shards {
@@ -350,10 +351,11 @@ struct KVD: AsyncParsableCommand {
             metadata: ["shards": "\(machine.shardCount)"])
         }
         stateMachine = machine
-        register = { node, api, peer in
-          let server = ControllerServer(node: node, stateMachine: machine, peers: transport)
-          server.registerClientMethods(in: &api)
-          server.registerForwardedMethods(in: &peer)
+        register = { node, apiHandlers, peerHandlers in
+          let server = ControllerServer(node: node, stateMachine: machine, peers: transport, apiAddress: api)
+          server.registerClientMethods(in: &apiHandlers)
+          server.registerForwardedMethods(in: &peerHandlers)
+          return server.nodeCommands
         }
       } else {
         let machine = try KVStateMachine(
@@ -363,10 +365,11 @@ struct KVD: AsyncParsableCommand {
             controllers: controllerList, apiAddress: api))
         stateMachine = machine
         kvMachine = machine
-        register = { node, api, peer in
+        register = { node, apiHandlers, peerHandlers in
           let server = KVGroupServer(node: node, stateMachine: machine, peers: transport, api: apiTransport)
-          server.registerClientMethods(in: &api)
-          server.registerForwardedMethods(in: &peer)
+          server.registerClientMethods(in: &apiHandlers)
+          server.registerForwardedMethods(in: &peerHandlers)
+          return server.nodeCommands
         }
       }
       node = try RaftNode(
@@ -374,7 +377,7 @@ struct KVD: AsyncParsableCommand {
         transport: WireRaftTransport(transport: transport, messageTimeout: .milliseconds(electionMs)),
         bootstrapVoters: voters, logger: logger)
       WireRaftTransport.register(node, in: &peerHandlers)
-      register(node, &apiHandlers, &peerHandlers)
+      nodeCommands = register(node, &apiHandlers, &peerHandlers)
     } catch {
       Self.fail("cannot start from \(directory): \(error)")
     }
@@ -390,6 +393,8 @@ struct KVD: AsyncParsableCommand {
       Self.fail("cannot listen: \(error)")
     }
     await node.start()
+    // This member's API address in the group's member directory, for the leader hints.
+    let publishing = nodeCommands.publishAddress()
     var migration: ShardMigration?
     if let group, let kvMachine {
       migration = ShardMigration(
@@ -420,6 +425,7 @@ struct KVD: AsyncParsableCommand {
       _exit(1)
     }
     logger.info("kvd shutting down")
+    publishing.cancel()
     await migration?.stop()
     await node.stop()
     for listener in listeners { await listener.close() }

@@ -27,7 +27,8 @@ public nonisolated enum Shardkv_Ctrler_CtrlerError: SwiftProtobuf.Enum, Swift.Ca
   public typealias RawValue = Int
   case ok // = 0
 
-  /// This node is not the controller's leader; leader_hint names the leader if known.
+  /// This node is not the controller's leader; leader_api names the leader's API address if
+  /// known.
   case wrongLeader // = 1
 
   /// Not committed in time; retry with the same (client_id, sequence).
@@ -256,7 +257,7 @@ public nonisolated struct Shardkv_Ctrler_CtrlerReply: Sendable {
 
   public var message: String = String()
 
-  /// WRONG_LEADER: the leader's peer address if known.
+  /// WRONG_LEADER: the leader's peer address (its Raft identity) if known; for people.
   public var leaderHint: String = String()
 
   /// Query: the configuration asked for; a write: the latest configuration after it.
@@ -268,6 +269,14 @@ public nonisolated struct Shardkv_Ctrler_CtrlerReply: Sendable {
   public var hasConfig: Bool {self._config != nil}
   /// Clears the value of `config`. Subsequent reads from it will return its default value.
   public mutating func clearConfig() {self._config = nil}
+
+  /// WRONG_LEADER: the leader's API address if this replica knows it (from the controller's
+  /// member directory): where the client sends the request next.
+  public var leaderApi: String = String()
+
+  /// The API address of the replica that answered: the leader for a write (a follower passes
+  /// its leader's answer on), the replica that served a query. Clients go there next.
+  public var servedBy: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -299,11 +308,23 @@ public nonisolated struct Shardkv_Ctrler_Command: Sendable {
   /// Clears the value of `request`. Subsequent reads from it will return its default value.
   public mutating func clearRequest() {self._request = nil}
 
+  /// Instead of a request: a replica's API address for the member directory (see
+  /// shardkv.MemberAddress). Never sent by clients: a replica's leader builds it.
+  public var publishMember: Shardkv_MemberAddress {
+    get {_publishMember ?? Shardkv_MemberAddress()}
+    set {_publishMember = newValue}
+  }
+  /// Returns true if `publishMember` has been explicitly set.
+  public var hasPublishMember: Bool {self._publishMember != nil}
+  /// Clears the value of `publishMember`. Subsequent reads from it will return its default value.
+  public mutating func clearPublishMember() {self._publishMember = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _request: Shardkv_Ctrler_CtrlerRequest? = nil
+  fileprivate var _publishMember: Shardkv_MemberAddress? = nil
 }
 
 /// A piece of a controller snapshot: configurations in order, then the sessions.
@@ -318,6 +339,9 @@ public nonisolated struct Shardkv_Ctrler_SnapshotPiece: Sendable {
 
   /// Set in the first piece: the controller's fixed shard count (0 = not fixed yet).
   public var shardCount: UInt32 = 0
+
+  /// Set in the last piece: the member directory.
+  public var members: [Shardkv_MemberAddress] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -696,7 +720,7 @@ nonisolated extension Shardkv_Ctrler_CtrlerRequest: SwiftProtobuf.Message, Swift
 
 nonisolated extension Shardkv_Ctrler_CtrlerReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CtrlerReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}error\0\u{1}message\0\u{3}leader_hint\0\u{1}config\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}error\0\u{1}message\0\u{3}leader_hint\0\u{1}config\0\u{3}leader_api\0\u{3}served_by\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -708,6 +732,8 @@ nonisolated extension Shardkv_Ctrler_CtrlerReply: SwiftProtobuf.Message, SwiftPr
       case 2: try { try decoder.decodeSingularStringField(value: &self.message) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.leaderHint) }()
       case 4: try { try decoder.decodeSingularMessageField(value: &self._config) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.leaderApi) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.servedBy) }()
       default: break
       }
     }
@@ -730,6 +756,12 @@ nonisolated extension Shardkv_Ctrler_CtrlerReply: SwiftProtobuf.Message, SwiftPr
     try { if let v = self._config {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
     } }()
+    if !self.leaderApi.isEmpty {
+      try visitor.visitSingularStringField(value: self.leaderApi, fieldNumber: 5)
+    }
+    if !self.servedBy.isEmpty {
+      try visitor.visitSingularStringField(value: self.servedBy, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -738,6 +770,8 @@ nonisolated extension Shardkv_Ctrler_CtrlerReply: SwiftProtobuf.Message, SwiftPr
     if lhs.message != rhs.message {return false}
     if lhs.leaderHint != rhs.leaderHint {return false}
     if lhs._config != rhs._config {return false}
+    if lhs.leaderApi != rhs.leaderApi {return false}
+    if lhs.servedBy != rhs.servedBy {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -745,7 +779,7 @@ nonisolated extension Shardkv_Ctrler_CtrlerReply: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Shardkv_Ctrler_Command: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Command"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}stamp_ms\0\u{3}shard_count\0\u{1}request\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}stamp_ms\0\u{3}shard_count\0\u{1}request\0\u{3}publish_member\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -756,6 +790,7 @@ nonisolated extension Shardkv_Ctrler_Command: SwiftProtobuf.Message, SwiftProtob
       case 1: try { try decoder.decodeSingularUInt64Field(value: &self.stampMs) }()
       case 2: try { try decoder.decodeSingularUInt32Field(value: &self.shardCount) }()
       case 3: try { try decoder.decodeSingularMessageField(value: &self._request) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._publishMember) }()
       default: break
       }
     }
@@ -775,6 +810,9 @@ nonisolated extension Shardkv_Ctrler_Command: SwiftProtobuf.Message, SwiftProtob
     try { if let v = self._request {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
     } }()
+    try { if let v = self._publishMember {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -782,6 +820,7 @@ nonisolated extension Shardkv_Ctrler_Command: SwiftProtobuf.Message, SwiftProtob
     if lhs.stampMs != rhs.stampMs {return false}
     if lhs.shardCount != rhs.shardCount {return false}
     if lhs._request != rhs._request {return false}
+    if lhs._publishMember != rhs._publishMember {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -789,7 +828,7 @@ nonisolated extension Shardkv_Ctrler_Command: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension Shardkv_Ctrler_SnapshotPiece: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SnapshotPiece"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}configs\0\u{1}sessions\0\u{3}shard_count\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}configs\0\u{1}sessions\0\u{3}shard_count\0\u{1}members\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -800,6 +839,7 @@ nonisolated extension Shardkv_Ctrler_SnapshotPiece: SwiftProtobuf.Message, Swift
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.configs) }()
       case 2: try { try decoder.decodeRepeatedMessageField(value: &self.sessions) }()
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.shardCount) }()
+      case 4: try { try decoder.decodeRepeatedMessageField(value: &self.members) }()
       default: break
       }
     }
@@ -815,6 +855,9 @@ nonisolated extension Shardkv_Ctrler_SnapshotPiece: SwiftProtobuf.Message, Swift
     if self.shardCount != 0 {
       try visitor.visitSingularUInt32Field(value: self.shardCount, fieldNumber: 3)
     }
+    if !self.members.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.members, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -822,6 +865,7 @@ nonisolated extension Shardkv_Ctrler_SnapshotPiece: SwiftProtobuf.Message, Swift
     if lhs.configs != rhs.configs {return false}
     if lhs.sessions != rhs.sessions {return false}
     if lhs.shardCount != rhs.shardCount {return false}
+    if lhs.members != rhs.members {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -36,7 +36,7 @@ public nonisolated enum Shardkv_KvError: SwiftProtobuf.Enum, Swift.CaseIterable 
   /// Get: the key does not exist.
   case noKey // = 1
 
-  /// This node is not the group's leader; leader_hint names the leader's address if known.
+  /// This node is not the group's leader; leader_api names the leader's API address if known.
   case wrongLeader // = 2
 
   /// The key's shard does not belong to this group in its current configuration.
@@ -231,7 +231,8 @@ public nonisolated struct Shardkv_KvReply: Sendable {
   /// Get: the value (empty when error is NO_KEY).
   public var value: Data = Data()
 
-  /// WRONG_LEADER: the leader's address if this node knows it, else empty.
+  /// WRONG_LEADER: the leader's peer address (its Raft identity) if this node knows it, else
+  /// empty; for people. Clients follow leader_api.
   public var leaderHint: String = String()
 
   /// INVALID_ARGUMENT (and any other error): a human-readable explanation.
@@ -261,6 +262,10 @@ public nonisolated struct Shardkv_KvReply: Sendable {
 
   /// Append: the value's length afterwards.
   public var length: UInt64 = 0
+
+  /// WRONG_LEADER: the leader's API address if this node knows it (from the group's member
+  /// directory), else empty: where the client sends the request next.
+  public var leaderApi: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -463,7 +468,7 @@ nonisolated extension Shardkv_KvRequest: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension Shardkv_KvReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".KvReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}error\0\u{1}value\0\u{3}leader_hint\0\u{1}message\0\u{3}config_num\0\u{1}shard\0\u{3}owner_group\0\u{3}owner_servers\0\u{1}controllers\0\u{3}served_by\0\u{1}existed\0\u{1}length\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}error\0\u{1}value\0\u{3}leader_hint\0\u{1}message\0\u{3}config_num\0\u{1}shard\0\u{3}owner_group\0\u{3}owner_servers\0\u{1}controllers\0\u{3}served_by\0\u{1}existed\0\u{1}length\0\u{3}leader_api\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -483,6 +488,7 @@ nonisolated extension Shardkv_KvReply: SwiftProtobuf.Message, SwiftProtobuf._Mes
       case 10: try { try decoder.decodeSingularStringField(value: &self.servedBy) }()
       case 11: try { try decoder.decodeSingularBoolField(value: &self.existed) }()
       case 12: try { try decoder.decodeSingularUInt64Field(value: &self.length) }()
+      case 13: try { try decoder.decodeSingularStringField(value: &self.leaderApi) }()
       default: break
       }
     }
@@ -525,6 +531,9 @@ nonisolated extension Shardkv_KvReply: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if self.length != 0 {
       try visitor.visitSingularUInt64Field(value: self.length, fieldNumber: 12)
     }
+    if !self.leaderApi.isEmpty {
+      try visitor.visitSingularStringField(value: self.leaderApi, fieldNumber: 13)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -541,6 +550,7 @@ nonisolated extension Shardkv_KvReply: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if lhs.servedBy != rhs.servedBy {return false}
     if lhs.existed != rhs.existed {return false}
     if lhs.length != rhs.length {return false}
+    if lhs.leaderApi != rhs.leaderApi {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -122,6 +122,15 @@ public nonisolated struct Shardkv_Group_Command: Sendable {
     set {body = .deleteShard(newValue)}
   }
 
+  /// Record a member's API address in the member directory (see shardkv.MemberAddress).
+  public var publishMember: Shardkv_MemberAddress {
+    get {
+      if case .publishMember(let v)? = body {return v}
+      return Shardkv_MemberAddress()
+    }
+    set {body = .publishMember(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Body: Equatable, Sendable {
@@ -133,6 +142,8 @@ public nonisolated struct Shardkv_Group_Command: Sendable {
     case installShard(Shardkv_Group_InstallShard)
     /// Drop a handed-off shard: its new owner has installed it.
     case deleteShard(Shardkv_Group_DeleteShard)
+    /// Record a member's API address in the member directory (see shardkv.MemberAddress).
+    case publishMember(Shardkv_MemberAddress)
 
   }
 
@@ -286,8 +297,8 @@ public nonisolated struct Shardkv_Group_ShardTableRecord: Sendable {
   fileprivate var _config: Shardkv_Ctrler_Config? = nil
 }
 
-/// One piece of a state machine image: stored records in key order, then the sessions and the
-/// shard table.
+/// One piece of a state machine image: stored records in key order, then the sessions, the
+/// shard table and the member directory.
 public nonisolated struct Shardkv_Group_SnapshotPiece: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -307,6 +318,9 @@ public nonisolated struct Shardkv_Group_SnapshotPiece: Sendable {
   public var hasShardTable: Bool {self._shardTable != nil}
   /// Clears the value of `shardTable`. Subsequent reads from it will return its default value.
   public mutating func clearShardTable() {self._shardTable = nil}
+
+  /// Set in the last piece.
+  public var members: [Shardkv_MemberAddress] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -415,7 +429,7 @@ nonisolated extension Shardkv_Group_PullError: SwiftProtobuf._ProtoNameProviding
 
 nonisolated extension Shardkv_Group_Command: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Command"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}stamp_ms\0\u{1}request\0\u{1}reconfigure\0\u{3}install_shard\0\u{3}delete_shard\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}stamp_ms\0\u{1}request\0\u{1}reconfigure\0\u{3}install_shard\0\u{3}delete_shard\0\u{3}publish_member\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -476,6 +490,19 @@ nonisolated extension Shardkv_Group_Command: SwiftProtobuf.Message, SwiftProtobu
           self.body = .deleteShard(v)
         }
       }()
+      case 6: try {
+        var v: Shardkv_MemberAddress?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .publishMember(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .publishMember(v)
+        }
+      }()
       default: break
       }
     }
@@ -505,6 +532,10 @@ nonisolated extension Shardkv_Group_Command: SwiftProtobuf.Message, SwiftProtobu
     case .deleteShard?: try {
       guard case .deleteShard(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    }()
+    case .publishMember?: try {
+      guard case .publishMember(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
     }()
     case nil: break
     }
@@ -819,7 +850,7 @@ nonisolated extension Shardkv_Group_ShardTableRecord.Shard: SwiftProtobuf.Messag
 
 nonisolated extension Shardkv_Group_SnapshotPiece: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SnapshotPiece"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}data\0\u{1}sessions\0\u{3}shard_table\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}data\0\u{1}sessions\0\u{3}shard_table\0\u{1}members\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -830,6 +861,7 @@ nonisolated extension Shardkv_Group_SnapshotPiece: SwiftProtobuf.Message, SwiftP
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.data) }()
       case 2: try { try decoder.decodeRepeatedMessageField(value: &self.sessions) }()
       case 3: try { try decoder.decodeSingularMessageField(value: &self._shardTable) }()
+      case 4: try { try decoder.decodeRepeatedMessageField(value: &self.members) }()
       default: break
       }
     }
@@ -849,6 +881,9 @@ nonisolated extension Shardkv_Group_SnapshotPiece: SwiftProtobuf.Message, SwiftP
     try { if let v = self._shardTable {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
     } }()
+    if !self.members.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.members, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -856,6 +891,7 @@ nonisolated extension Shardkv_Group_SnapshotPiece: SwiftProtobuf.Message, SwiftP
     if lhs.data != rhs.data {return false}
     if lhs.sessions != rhs.sessions {return false}
     if lhs._shardTable != rhs._shardTable {return false}
+    if lhs.members != rhs.members {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -35,7 +35,8 @@ public nonisolated enum Shardkv_NodeError: SwiftProtobuf.Enum, Swift.CaseIterabl
   public typealias RawValue = Int
   case ok // = 0
 
-  /// This node is not the group's leader; leader_hint names the leader if known.
+  /// This node is not the group's leader; leader_hint names the leader's peer address and
+  /// leader_api its API address, when known.
   case wrongLeader // = 2
 
   /// The change was not committed in time; retry.
@@ -323,12 +324,51 @@ public nonisolated struct Shardkv_MembershipReply: Sendable {
 
   public var error: Shardkv_NodeError = .ok
 
+  /// WRONG_LEADER: the leader's peer address (its Raft identity), if known; for people.
   public var leaderHint: String = String()
 
   public var message: String = String()
 
   /// The member list after the change, sorted.
   public var members: [String] = []
+
+  /// WRONG_LEADER: the leader's API address, if this node knows it (from the group's member
+  /// directory): where a client sends the request next.
+  public var leaderApi: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// One member's API address, as the member itself published it through its group's log. Every
+/// replica of a group (KV group or controller) keeps the set of these, the member directory, in
+/// its replicated state, so that a follower can name its leader's API address in a hint.
+public nonisolated struct Shardkv_MemberAddress: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The member's peer address (its Raft identity).
+  public var peer: String = String()
+
+  public var api: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// The reply to `forwarded.node.publish` (payload: a MemberAddress), which a member sends its
+/// leader over the peer address to have its own API address recorded.
+public nonisolated struct Shardkv_PublishReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var error: Shardkv_NodeError = .ok
+
+  public var message: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -726,7 +766,7 @@ nonisolated extension Shardkv_RemoveRequest: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Shardkv_MembershipReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".MembershipReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}error\0\u{3}leader_hint\0\u{1}message\0\u{1}members\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}error\0\u{3}leader_hint\0\u{1}message\0\u{1}members\0\u{3}leader_api\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -738,6 +778,7 @@ nonisolated extension Shardkv_MembershipReply: SwiftProtobuf.Message, SwiftProto
       case 2: try { try decoder.decodeSingularStringField(value: &self.leaderHint) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.message) }()
       case 4: try { try decoder.decodeRepeatedStringField(value: &self.members) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.leaderApi) }()
       default: break
       }
     }
@@ -756,6 +797,9 @@ nonisolated extension Shardkv_MembershipReply: SwiftProtobuf.Message, SwiftProto
     if !self.members.isEmpty {
       try visitor.visitRepeatedStringField(value: self.members, fieldNumber: 4)
     }
+    if !self.leaderApi.isEmpty {
+      try visitor.visitSingularStringField(value: self.leaderApi, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -764,6 +808,77 @@ nonisolated extension Shardkv_MembershipReply: SwiftProtobuf.Message, SwiftProto
     if lhs.leaderHint != rhs.leaderHint {return false}
     if lhs.message != rhs.message {return false}
     if lhs.members != rhs.members {return false}
+    if lhs.leaderApi != rhs.leaderApi {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Shardkv_MemberAddress: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MemberAddress"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}peer\0\u{1}api\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.peer) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.api) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.peer.isEmpty {
+      try visitor.visitSingularStringField(value: self.peer, fieldNumber: 1)
+    }
+    if !self.api.isEmpty {
+      try visitor.visitSingularStringField(value: self.api, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Shardkv_MemberAddress, rhs: Shardkv_MemberAddress) -> Bool {
+    if lhs.peer != rhs.peer {return false}
+    if lhs.api != rhs.api {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Shardkv_PublishReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PublishReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}error\0\u{1}message\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularEnumField(value: &self.error) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.message) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.error != .ok {
+      try visitor.visitSingularEnumField(value: self.error, fieldNumber: 1)
+    }
+    if !self.message.isEmpty {
+      try visitor.visitSingularStringField(value: self.message, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Shardkv_PublishReply, rhs: Shardkv_PublishReply) -> Bool {
+    if lhs.error != rhs.error {return false}
+    if lhs.message != rhs.message {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -16,6 +16,8 @@ final class ControllerTestCluster: @unchecked Sendable {
     var stateMachine: ControllerStateMachine
     var db: RocksDB
     var listeners: [any TransportListener]
+    /// Keeps the replica's API address in the member directory (`publishAddress`).
+    var publishing: Task<Void, Never>
   }
 
   let network: InMemoryNetwork
@@ -61,7 +63,8 @@ final class ControllerTestCluster: @unchecked Sendable {
       id: peer(i), options: options, storage: try RocksLogStorage(db: db), stateMachine: stateMachine,
       transport: WireRaftTransport(transport: transport, messageTimeout: .milliseconds(30)),
       bootstrapVoters: (0..<size).map(peer), logger: logger)
-    var server = ControllerServer(node: node, stateMachine: stateMachine, peers: transport)
+    var server = ControllerServer(
+      node: node, stateMachine: stateMachine, peers: transport, apiAddress: "c\(i):api")
     server.requestTimeout = .seconds(1)
     var peerHandlers = RPCHandlers()
     WireRaftTransport.register(node, in: &peerHandlers)
@@ -73,11 +76,14 @@ final class ControllerTestCluster: @unchecked Sendable {
       try await transport.listen(on: "c\(i):api", handlers: apiHandlers),
     ]
     await node.start()
-    replicas[i] = Replica(node: node, stateMachine: stateMachine, db: db, listeners: listeners)
+    replicas[i] = Replica(
+      node: node, stateMachine: stateMachine, db: db, listeners: listeners,
+      publishing: server.nodeCommands.publishAddress(every: .milliseconds(200)))
   }
 
   func crash(_ i: Int) async {
     guard let replica = replicas.removeValue(forKey: i) else { return }
+    replica.publishing.cancel()
     await replica.node.stop()
     for listener in replica.listeners { await listener.close() }
     replica.db.close()
@@ -102,7 +108,7 @@ final class ControllerTestCluster: @unchecked Sendable {
   }
 
   /// Waits until every running replica has applied the same index as the most advanced one,
-  /// then asserts that they hold identical configuration histories.
+  /// then asserts that they hold identical configuration histories and member directories.
   func assertReplicasAgree(file: StaticString = #filePath, line: UInt = #line) async throws {
     let deadline = ContinuousClock.now + .seconds(20)
     while true {
@@ -122,6 +128,11 @@ final class ControllerTestCluster: @unchecked Sendable {
     for history in histories.dropFirst() {
       XCTAssertEqual(
         history, histories.first, "replicas hold different configurations", file: file, line: line)
+    }
+    let directories = replicas.keys.sorted().compactMap { replicas[$0]?.stateMachine.memberDirectory }
+    for directory in directories.dropFirst() {
+      XCTAssertEqual(
+        directory, directories.first, "replicas hold different member directories", file: file, line: line)
     }
   }
 }

@@ -18,6 +18,8 @@ final class KVTestCluster: @unchecked Sendable {
     var stateMachine: KVStateMachine
     var db: RocksDB
     var listeners: [any TransportListener]
+    /// Keeps the member's API address in the member directory (`publishAddress`).
+    var publishing: Task<Void, Never>
   }
 
   let network: InMemoryNetwork
@@ -29,6 +31,8 @@ final class KVTestCluster: @unchecked Sendable {
     "kvgroup-\(UUID().uuidString)"
   ).path
   private(set) var members: [Int: Member] = [:]
+  /// Members whose forwarding to the leader fails (`severForwarding`), across restarts.
+  private let severed = SeveredMembers<Int>()
 
   init(size: Int, seed: UInt64 = 7, raftOptions: RaftNodeOptions? = nil) {
     network = InMemoryNetwork(seed: seed)
@@ -40,6 +44,7 @@ final class KVTestCluster: @unchecked Sendable {
 
   func name(_ i: Int) -> String { "s\(i)" }
   func peer(_ i: Int) -> NodeID { NodeID("s\(i):peer") }
+  func api(_ i: Int) -> String { "s\(i):api" }
   var apiAddresses: [String] { (0..<size).map { "s\($0):api" } }
 
   func startAll() async throws {
@@ -59,7 +64,10 @@ final class KVTestCluster: @unchecked Sendable {
       id: peer(i), options: raftOptions, storage: try RocksLogStorage(db: db), stateMachine: stateMachine,
       transport: WireRaftTransport(transport: transport, messageTimeout: .milliseconds(50)),
       bootstrapVoters: (0..<size).map(peer), logger: logger)
-    var server = KVGroupServer(node: node, stateMachine: stateMachine, peers: transport)
+    let forwarding = SeveringTransport(base: transport) { [severed] method in
+      method == KVMethod.forwardedRequest && severed.contains(i)
+    }
+    var server = KVGroupServer(node: node, stateMachine: stateMachine, peers: forwarding)
     server.requestTimeout = requestTimeout
     server.nodeCommands.forwardTimeout = .seconds(1)
     var peerHandlers = RPCHandlers()
@@ -72,11 +80,14 @@ final class KVTestCluster: @unchecked Sendable {
       try await transport.listen(on: "s\(i):api", handlers: apiHandlers),
     ]
     await node.start()
-    members[i] = Member(node: node, stateMachine: stateMachine, db: db, listeners: listeners)
+    members[i] = Member(
+      node: node, stateMachine: stateMachine, db: db, listeners: listeners,
+      publishing: server.nodeCommands.publishAddress(every: .milliseconds(200)))
   }
 
   func crash(_ i: Int) async {
     guard let member = members.removeValue(forKey: i) else { return }
+    member.publishing.cancel()
     await member.node.stop()
     for listener in member.listeners { await listener.close() }
     member.db.close()
@@ -131,6 +142,23 @@ final class KVTestCluster: @unchecked Sendable {
       return true
     }
     return try XCTUnwrap(found)
+  }
+
+  /// From now on (restarts included), server `i` cannot forward client requests to its leader,
+  /// as if its leader's peer address were unreachable from it; its Raft traffic is untouched,
+  /// so it stays a follower that knows its leader, and answers WRONG_LEADER with the hint.
+  func severForwarding(_ i: Int) {
+    severed.insert(i)
+  }
+
+  /// Waits until every running server's member directory names every running server's API
+  /// address.
+  func waitUntilDirectoriesComplete(timeout: Duration = .seconds(10)) async throws {
+    try await waitUntil(timeout: timeout, "every member's API address in every member directory") {
+      self.members.values.allSatisfy { member in
+        self.members.keys.allSatisfy { member.stateMachine.apiAddress(of: self.peer($0)) == self.api($0) }
+      }
+    }
   }
 
   /// Partitions servers (by index) and clients (by name) into groups that only talk within.
@@ -201,16 +229,56 @@ final class History: Sendable {
 /// A transport that records where each call goes, then makes it through `base`.
 final class RecordingTransport: Transport {
   private let base: any Transport
-  private let log = Mutex<[String]>([])
+  private let log = Mutex<[(peer: String, method: String)]>([])
 
   init(base: any Transport) { self.base = base }
 
-  var destinations: [String] { log.withLock { $0 } }
+  /// Every call's address, in call order.
+  var destinations: [String] { log.withLock { $0.map(\.peer) } }
+
+  /// The addresses of the calls of `method`, in call order.
+  func destinations(of method: String) -> [String] {
+    log.withLock { $0.filter { $0.method == method }.map(\.peer) }
+  }
 
   func call(
     _ peer: String, method: String, payload: [UInt8], timeout: Duration
   ) async throws(RPCError) -> [UInt8] {
-    log.withLock { $0.append(peer) }
+    log.withLock { $0.append((peer, method)) }
+    return try await base.call(peer, method: method, payload: payload, timeout: timeout)
+  }
+
+  func listen(on address: String, handlers: RPCHandlers) async throws(RPCError) -> any TransportListener {
+    try await base.listen(on: address, handlers: handlers)
+  }
+
+  func shutdown() async { await base.shutdown() }
+}
+
+/// The members whose forwarding a test has cut, shared with their transports.
+final class SeveredMembers<Member: Hashable & Sendable>: Sendable {
+  private let members = Mutex<Set<Member>>([])
+
+  func insert(_ member: Member) { members.withLock { _ = $0.insert(member) } }
+  func contains(_ member: Member) -> Bool { members.withLock { $0.contains(member) } }
+}
+
+/// A transport that fails the calls `severs` picks as unreachable (without sending them) and
+/// passes the rest to `base`: a member's forwarding transport with its leader's peer address
+/// cut off while its Raft traffic (another transport) flows.
+final class SeveringTransport: Transport {
+  private let base: any Transport
+  private let severs: @Sendable (_ method: String) -> Bool
+
+  init(base: any Transport, severs: @escaping @Sendable (_ method: String) -> Bool) {
+    self.base = base
+    self.severs = severs
+  }
+
+  func call(
+    _ peer: String, method: String, payload: [UInt8], timeout: Duration
+  ) async throws(RPCError) -> [UInt8] {
+    if severs(method) { throw .unreachable(peer: peer, reason: "severed by the test") }
     return try await base.call(peer, method: method, payload: payload, timeout: timeout)
   }
 

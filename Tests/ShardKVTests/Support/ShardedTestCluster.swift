@@ -23,6 +23,16 @@ final class ShardedTestCluster: @unchecked Sendable {
     var migration: ShardMigration?
     var db: RocksDB
     var listeners: [any TransportListener]
+    /// Keeps the member's API address in the member directory (`publishAddress`).
+    var publishing: Task<Void, Never>
+  }
+
+  struct Controller {
+    var node: RaftNode
+    var stateMachine: ControllerStateMachine
+    var db: RocksDB
+    var listeners: [any TransportListener]
+    var publishing: Task<Void, Never>
   }
 
   let network: InMemoryNetwork
@@ -33,7 +43,10 @@ final class ShardedTestCluster: @unchecked Sendable {
   private let root = FileManager.default.temporaryDirectory.appendingPathComponent(
     "sharded-\(UUID().uuidString)"
   ).path
-  private(set) var controllers: [Int: (node: RaftNode, db: RocksDB, listeners: [any TransportListener])] = [:]
+  private(set) var controllers: [Int: Controller] = [:]
+  /// Controller replicas and group members (network node names) whose forwarding of client
+  /// requests to their leader fails (`severForwarding`), across restarts.
+  private let severed = SeveredMembers<String>()
   private(set) var members: [GroupID: [Int: Member]] = [:]
   private(set) var routers:
     [Int: (server: RouterServer, watcher: Task<Void, Never>?, listener: any TransportListener)] =
@@ -48,6 +61,8 @@ final class ShardedTestCluster: @unchecked Sendable {
   }
 
   var controllerAPIs: [String] { (0..<controllerSize).map { "c\($0):api" } }
+  func controllerPeer(_ i: Int) -> NodeID { NodeID("c\(i):peer") }
+  func controllerAPI(_ i: Int) -> String { "c\(i):api" }
   func name(_ gid: GroupID, _ i: Int) -> String { "g\(gid)s\(i)" }
   func api(_ gid: GroupID, _ i: Int) -> String { "g\(gid)s\(i):api" }
   func peer(_ gid: GroupID, _ i: Int) -> NodeID { NodeID("g\(gid)s\(i):peer") }
@@ -89,7 +104,11 @@ final class ShardedTestCluster: @unchecked Sendable {
       stateMachine: stateMachine,
       transport: WireRaftTransport(transport: transport, messageTimeout: .milliseconds(50)),
       bootstrapVoters: (0..<controllerSize).map { NodeID("c\($0):peer") }, logger: logger)
-    var server = ControllerServer(node: node, stateMachine: stateMachine, peers: transport)
+    let forwarding = SeveringTransport(base: transport) { [severed] method in
+      method == ControllerMethod.forwardedRequest && severed.contains("c\(i)")
+    }
+    var server = ControllerServer(
+      node: node, stateMachine: stateMachine, peers: forwarding, apiAddress: controllerAPI(i))
     server.requestTimeout = .seconds(1)
     var peerHandlers = RPCHandlers()
     WireRaftTransport.register(node, in: &peerHandlers)
@@ -101,7 +120,25 @@ final class ShardedTestCluster: @unchecked Sendable {
       try await transport.listen(on: "c\(i):api", handlers: apiHandlers),
     ]
     await node.start()
-    controllers[i] = (node, db, listeners)
+    controllers[i] = Controller(
+      node: node, stateMachine: stateMachine, db: db, listeners: listeners,
+      publishing: server.nodeCommands.publishAddress(every: .milliseconds(200)))
+  }
+
+  /// Stops controller replica `i`, as a crash would (its data stays for `startController`).
+  func crashController(_ i: Int) async {
+    guard let controller = controllers.removeValue(forKey: i) else { return }
+    controller.publishing.cancel()
+    await controller.node.stop()
+    for listener in controller.listeners { await listener.close() }
+    controller.db.close()
+  }
+
+  /// From now on (restarts included), the controller replica or group member on network node
+  /// `name` cannot forward client requests to its leader, as if its leader's peer address were
+  /// unreachable from it; its Raft traffic flows, so it stays a follower that knows its leader.
+  func severForwarding(_ name: String) {
+    severed.insert(name)
   }
 
   func controllerClerk() -> ControllerClerk {
@@ -141,7 +178,11 @@ final class ShardedTestCluster: @unchecked Sendable {
       stateMachine: stateMachine,
       transport: WireRaftTransport(transport: transport, messageTimeout: .milliseconds(50)),
       bootstrapVoters: standby ? [] : (0..<groupSize).map { peer(gid, $0) }, logger: logger)
-    var server = KVGroupServer(node: node, stateMachine: stateMachine, peers: transport)
+    let member = name(gid, i)
+    let forwarding = SeveringTransport(base: transport) { [severed] method in
+      method == KVMethod.forwardedRequest && severed.contains(member)
+    }
+    var server = KVGroupServer(node: node, stateMachine: stateMachine, peers: forwarding, api: transport)
     server.requestTimeout = .seconds(1)
     server.nodeCommands.forwardTimeout = .seconds(1)
     var peerHandlers = RPCHandlers()
@@ -163,11 +204,13 @@ final class ShardedTestCluster: @unchecked Sendable {
       options: options, logger: logger)
     await migration.start()
     members[gid, default: [:]][i] = Member(
-      node: node, stateMachine: stateMachine, migration: migration, db: db, listeners: listeners)
+      node: node, stateMachine: stateMachine, migration: migration, db: db, listeners: listeners,
+      publishing: server.nodeCommands.publishAddress(every: .milliseconds(200)))
   }
 
   func crash(_ gid: GroupID, _ i: Int) async {
     guard let member = members[gid]?.removeValue(forKey: i) else { return }
+    member.publishing.cancel()
     await member.migration?.stop()
     await member.node.stop()
     for listener in member.listeners { await listener.close() }
@@ -213,12 +256,7 @@ final class ShardedTestCluster: @unchecked Sendable {
   func shutdown() async {
     for i in routers.keys.sorted() { await stopRouter(i) }
     for gid in members.keys.sorted() { await shutdownGroup(gid) }
-    for (i, controller) in controllers.sorted(by: { $0.key < $1.key }) {
-      await controller.node.stop()
-      for listener in controller.listeners { await listener.close() }
-      controller.db.close()
-      controllers[i] = nil
-    }
+    for i in controllers.keys.sorted() { await crashController(i) }
     try? FileManager.default.removeItem(atPath: root)
   }
 
