@@ -220,12 +220,14 @@ public final class ControllerStateMachine: StateMachine {
       sessions: image.sessions.all, members: image.members.all)
   }
 
-  public func restore(_ metadata: SnapshotMetadata, from pieces: [[UInt8]]) throws {
+  /// The controller keeps its whole state in memory (every configuration), so it rebuilds it
+  /// from the pieces as they are read (never the raw image) and writes it in one batch.
+  public func restore(_ metadata: SnapshotMetadata, from image: any SnapshotReader) throws {
     var restored = State()
     restored.applied = metadata.index
     var sessions: [Shardkv_ClientSession] = []
     var members: [Shardkv_MemberAddress] = []
-    for bytes in pieces {
+    while let bytes = try image.nextPiece() {
       let piece = try Shardkv_Ctrler_SnapshotPiece(serializedBytes: bytes)
       if piece.shardCount > 0 { restored.shardCount = Int(piece.shardCount) }
       restored.configs.append(contentsOf: piece.configs.map(ShardConfiguration.init))

@@ -17,7 +17,8 @@ extension KVStateMachine {
     of shard: Int, handedOffIn configNum: UInt64, after resumeAfter: [UInt8]?, maxBytes: Int
   ) throws -> Shardkv_Group_PullShardReply {
     var reply = Shardkv_Group_PullShardReply()
-    let checked = try state.withLock { state throws -> (RocksSnapshot, [Shardkv_ClientSession])? in
+    let checked = try state.withLock {
+      state throws -> (RocksSnapshot, ColumnFamily, [Shardkv_ClientSession])? in
       guard state.table.config.num >= configNum else {
         reply.error = .notReady
         reply.message = "this member is at configuration \(state.table.config.num), not yet \(configNum)"
@@ -30,14 +31,14 @@ extension KVStateMachine {
         reply.message = "shard \(shard) is not being handed off in configuration \(configNum) here"
         return nil
       }
-      return (try db.snapshot(), state.sessions.all)
+      return (try db.snapshot(), state.data, state.sessions.all)
     }
     guard let checked else { return reply }
-    let (snapshot, sessions) = checked
+    let (snapshot, data, sessions) = checked
     defer { snapshot.close() }
     let range = Self.range(of: shard)
     let start = resumeAfter.map { Self.dataKey(shard: shard, $0) + [0] } ?? range.start
-    let iterator = try db.makeIterator(in: kv, snapshot: snapshot, lowerBound: start, upperBound: range.end)
+    let iterator = try db.makeIterator(in: data, snapshot: snapshot, lowerBound: start, upperBound: range.end)
     defer { iterator.close() }
     iterator.seekToFirst()
     var page = Shardkv_Group_ShardPage()
@@ -65,7 +66,8 @@ extension KVStateMachine {
   /// Keys and bytes (keys + values, user keys) of `shard` stored on this node.
   public func storedSize(of shard: Int) throws -> (keys: UInt64, bytes: UInt64) {
     let range = Self.range(of: shard)
-    let iterator = try db.makeIterator(in: kv, lowerBound: range.start, upperBound: range.end)
+    let data = state.withLock { $0.data }
+    let iterator = try db.makeIterator(in: data, lowerBound: range.start, upperBound: range.end)
     defer { iterator.close() }
     iterator.seekToFirst()
     var keys: UInt64 = 0

@@ -8,13 +8,18 @@ import Wire
 
 /// The replicated key-value state of one group, durable in RocksDB.
 ///
-/// Layout: column family `kv` maps (shard as big-endian u32 ‖ user key) to the value, so one
+/// Layout: the data family maps (shard as big-endian u32 ‖ user key) to the value, so one
 /// shard is one contiguous key range (cheap to stream or delete when it moves); `meta` holds
-/// the applied index, one record per client session, the shard table and the member directory
-/// (`MemberDirectory`: each member's API address, for leader hints). Every `apply` writes its
-/// data, the sessions it touched, the shard table, the directory entries it changed and the
-/// new applied index in one RocksDB batch, so after a crash the node resumes exactly where its
-/// disk says, replaying only the log entries after it.
+/// the applied index, one record per client session, the shard table, the member directory
+/// (`MemberDirectory`: each member's API address, for leader hints) and which of the two data
+/// families (`kv`, `kv_b`) is the live one. Every `apply` writes its data, the sessions it
+/// touched, the shard table, the directory entries it changed and the new applied index in one
+/// RocksDB batch, so after a crash the node resumes exactly where its disk says, replaying only
+/// the log entries after it.
+///
+/// Snapshot installs: `restore` writes the image piece by piece into the spare data family,
+/// then switches to it in one batch (see `restore`), so a crash leaves the old state or the
+/// whole new one without the image ever being in memory.
 ///
 /// Shards: the `ShardTable` says which shards the group serves at each log index. A client
 /// operation is checked against it when applied, not only when received: a write for a shard
@@ -25,9 +30,16 @@ import Wire
 /// Exactly-once: see `SessionTable`; sessions travel with shards (the last page of a pulled
 /// shard carries the old owner's sessions, merged by highest sequence per client).
 public final class KVStateMachine: StateMachine {
-  public static let columnFamilies = ["kv", "meta"]
+  public static let columnFamilies = dataFamilyNames + ["meta"]
+  /// The two families the data alternates between: one live, one spare for the next restore.
+  static let dataFamilyNames = ["kv", "kv_b"]
   static let appliedKey = Array("applied".utf8)
   static let shardTableKey = Array("shard_table".utf8)
+  /// Names the live data family (absent: `kv`, as before there were two).
+  static let dataFamilyKey = Array("data_family".utf8)
+  /// Beyond every data key (shard numbers are far below 2^32 − 1): the end of a range that
+  /// empties a data family.
+  static let endOfData = [UInt8](repeating: 0xFF, count: 8)
 
   public struct Options: Hashable, Sendable {
     /// The shard count of a standalone group. A sharded group takes its count from the
@@ -69,11 +81,14 @@ public final class KVStateMachine: StateMachine {
     var sessions: SessionTable
     var table: ShardTable
     var members: MemberDirectory
+    /// The live data family; only `restore` switches it.
+    var data: ColumnFamily
   }
 
   public let options: Options
   let db: RocksDB
-  let kv: ColumnFamily
+  /// `kv` and `kv_b`: `state.data` is one of them, the other is the spare.
+  let dataFamilies: [ColumnFamily]
   let meta: ColumnFamily
   /// Also held while a batch is written, so that a reader sees the table and the data of the
   /// same batch (see `read`).
@@ -83,8 +98,13 @@ public final class KVStateMachine: StateMachine {
   public init(db: RocksDB, options: Options = Options()) throws {
     self.db = db
     self.options = options
-    kv = try db.columnFamily("kv")
+    dataFamilies = try Self.dataFamilyNames.map { try db.columnFamily($0) }
     meta = try db.columnFamily("meta")
+    let liveName =
+      try db.get(Self.dataFamilyKey, in: meta).map { String(decoding: $0, as: UTF8.self) } ?? "kv"
+    guard let data = dataFamilies.first(where: { $0.name == liveName }) else {
+      throw KVStateError.corrupt("meta names data family \"\(liveName)\", not one of \(Self.dataFamilyNames)")
+    }
     let applied = try db.get(Self.appliedKey, in: meta).flatMap { BigEndian.uint64(from: $0) } ?? 0
     let sessions = try SessionTable(loadingFrom: db, family: meta)
     let members = try MemberDirectory(loadingFrom: db, family: meta)
@@ -97,7 +117,16 @@ public final class KVStateMachine: StateMachine {
     } else {
       table = Self.initialTable(options)
     }
-    state = Mutex(State(applied: applied, sessions: sessions, table: table, members: members))
+    state = Mutex(State(applied: applied, sessions: sessions, table: table, members: members, data: data))
+    // A restore that a crash interrupted left part of an image in the spare family.
+    let spare = spareFamily(besides: data)
+    let leftover = try db.scan(spare, prefix: [], limit: 1)
+    if !leftover.isEmpty { try db.deleteRange(from: [], to: Self.endOfData, in: spare) }
+  }
+
+  /// The data family that is not `live`.
+  func spareFamily(besides live: ColumnFamily) -> ColumnFamily {
+    dataFamilies[0] == live ? dataFamilies[1] : dataFamilies[0]
   }
 
   /// The group whose data `db` holds (0: a standalone store), or nil when it holds none yet.
@@ -125,8 +154,12 @@ public final class KVStateMachine: StateMachine {
   /// This node's own value for `key`, without consensus and whatever the shard's phase:
   /// possibly stale (`direct_get`).
   public func localValue(for key: [UInt8]) throws -> [UInt8]? {
-    guard let map = shardTable.shardMap else { return nil }
-    return try db.get(Self.dataKey(shard: map.shard(of: key), key), in: kv)
+    // Under the lock: a restore switching families must not leave this reading the old one
+    // while it is emptied.
+    try state.withLock { state throws -> [UInt8]? in
+      guard let map = state.table.shardMap else { return nil }
+      return try db.get(Self.dataKey(shard: map.shard(of: key), key), in: state.data)
+    }
   }
 
   /// A Get answered from local state: the value if the group serves the key's shard, else
@@ -140,7 +173,7 @@ public final class KVStateMachine: StateMachine {
       let (shard, access) = Self.access(key, table: state.table)
       guard access == .serve else { return routingReply(access, shard: shard, table: state.table) }
       var reply = Self.reply(.noKey)
-      if let found = try db.get(Self.dataKey(shard: shard, key), in: kv) {
+      if let found = try db.get(Self.dataKey(shard: shard, key), in: state.data) {
         reply.error = .ok
         reply.value = Data(found)
       }
@@ -286,7 +319,7 @@ public final class KVStateMachine: StateMachine {
     func current() throws -> [UInt8]? {
       if let staged = batch.pending[dataKey] { return staged }
       if batch.cleared.contains(shard) { return nil }
-      return try db.get(dataKey, in: kv)
+      return try db.get(dataKey, in: batch.state.data)
     }
     var reply: Shardkv_KvReply
     if let problem = options.limits.violation(key: key, value: value) {
@@ -301,7 +334,7 @@ public final class KVStateMachine: StateMachine {
           reply = Self.reply(.noKey)
         }
       case .put:
-        batch.writes.put(key: dataKey, value: value, in: kv)
+        batch.writes.put(key: dataKey, value: value, in: batch.state.data)
         batch.pending[dataKey] = value
         reply = Self.reply(.ok)
       case .append:
@@ -311,14 +344,14 @@ public final class KVStateMachine: StateMachine {
             .invalidArgument,
             "the value would grow to \(combined.count) bytes; the limit is \(options.limits.maxValueBytes)")
         } else {
-          batch.writes.put(key: dataKey, value: combined, in: kv)
+          batch.writes.put(key: dataKey, value: combined, in: batch.state.data)
           batch.pending[dataKey] = combined
           reply = Self.reply(.ok)
           reply.length = UInt64(combined.count)
         }
       case .delete:
         let existed = try current() != nil
-        batch.writes.delete(dataKey, in: kv)
+        batch.writes.delete(dataKey, in: batch.state.data)
         batch.pending[dataKey] = .some(nil)
         reply = Self.reply(.ok)
         reply.existed = existed
@@ -367,7 +400,7 @@ public final class KVStateMachine: StateMachine {
     for record in page.records {
       let dataKey = Self.dataKey(shard: shard, [UInt8](record.key))
       let value = [UInt8](record.value)
-      batch.writes.put(key: dataKey, value: value, in: kv)
+      batch.writes.put(key: dataKey, value: value, in: batch.state.data)
       batch.pending[dataKey] = value
     }
     if install.last {
@@ -379,7 +412,7 @@ public final class KVStateMachine: StateMachine {
 
   private func clear(_ shard: Int, in batch: inout ApplyBatch) {
     let range = Self.range(of: shard)
-    batch.writes.deleteRange(from: range.start, to: range.end, in: kv)
+    batch.writes.deleteRange(from: range.start, to: range.end, in: batch.state.data)
     let prefix = range.start
     batch.pending = batch.pending.filter { !$0.key.starts(with: prefix) }
     batch.cleared.insert(shard)
@@ -401,7 +434,7 @@ public final class KVStateMachine: StateMachine {
   public func makeSnapshot() throws -> any SnapshotReader {
     try state.withLock { state throws -> any SnapshotReader in
       let snapshot = try db.snapshot()
-      let data = try db.makeIterator(in: kv, snapshot: snapshot)
+      let data = try db.makeIterator(in: state.data, snapshot: snapshot)
       data.seekToFirst()
       return KVSnapshotReader(
         index: state.applied, snapshot: snapshot, data: data, sessions: state.sessions.all,
@@ -409,18 +442,29 @@ public final class KVStateMachine: StateMachine {
     }
   }
 
-  public func restore(_ metadata: SnapshotMetadata, from pieces: [[UInt8]]) throws {
-    // One batch: a crash leaves either the old state or the whole new one.
-    var batch = WriteBatch()
-    batch.deleteRange(from: [], to: Array(repeating: 0xFF, count: 8), in: kv)
+  /// Installs an image piece by piece without holding it in memory: the spare data family is
+  /// emptied, each piece's records are written into it (one batch per piece, not synced), and
+  /// then one synced batch switches to it: it names the spare as the live family, replaces
+  /// the sessions, the member directory and the shard table, writes the applied index and
+  /// empties the old family.
+  /// The write-ahead log keeps writes in order, so that last batch, once durable, makes every
+  /// piece durable too; a crash before it leaves the old state and applied index untouched
+  /// (the partial image in the spare is emptied at the next open or restore). Readers see the
+  /// old state or the new one: the switch happens under the state lock.
+  public func restore(_ metadata: SnapshotMetadata, from image: any SnapshotReader) throws {
+    let live = state.withLock { $0.data }
+    let spare = spareFamily(besides: live)
+    try db.deleteRange(from: [], to: Self.endOfData, in: spare)
     var sessions: [Shardkv_ClientSession] = []
     var members: [Shardkv_MemberAddress] = []
     var table = Self.initialTable(options)
-    for bytes in pieces {
+    while let bytes = try image.nextPiece() {
       let piece = try Shardkv_Group_SnapshotPiece(serializedBytes: bytes)
+      var batch = WriteBatch()
       for record in piece.data {
-        batch.put(key: [UInt8](record.key), value: [UInt8](record.value), in: kv)
+        batch.put(key: [UInt8](record.key), value: [UInt8](record.value), in: spare)
       }
+      try db.write(batch)
       sessions.append(contentsOf: piece.sessions)
       members.append(contentsOf: piece.members)
       if piece.hasShardTable {
@@ -430,16 +474,20 @@ public final class KVStateMachine: StateMachine {
         }
       }
     }
+    var batch = WriteBatch()
     var restoredSessions = SessionTable()
     try restoredSessions.replace(with: sessions, in: &batch, family: meta)
     var restoredMembers = MemberDirectory()
     restoredMembers.replace(with: members, in: &batch, family: meta)
     batch.put(key: Self.shardTableKey, value: try table.record.serializedBytes(), in: meta)
     batch.put(key: Self.appliedKey, value: BigEndian.bytes(metadata.index), in: meta)
+    batch.put(key: Self.dataFamilyKey, value: Array(spare.name.utf8), in: meta)
+    batch.deleteRange(from: [], to: Self.endOfData, in: live)
     try state.withLock { state throws in
       try db.write(batch, sync: true)
       state = State(
-        applied: metadata.index, sessions: restoredSessions, table: table, members: restoredMembers)
+        applied: metadata.index, sessions: restoredSessions, table: table, members: restoredMembers,
+        data: spare)
     }
   }
 }

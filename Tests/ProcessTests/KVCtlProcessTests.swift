@@ -319,6 +319,9 @@ final class KVCtlProcessTests: XCTestCase {
     XCTAssertTrue(join.stdout.contains("\(cluster.nodes[1].peer): voter"), join.summary)
     XCTAssertTrue(
       cluster.logTail(1, lines: 200).contains("installed snapshot"), cluster.logTails([1], lines: 60))
+    // The image came through the joined node's staging directory, which its install emptied.
+    let staging = cluster.nodes[1].data + "/snapshot-staging"
+    XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: staging), [])
     let copy = cluster.root + "/copy.bin"
     let got = try cluster.kvctl(1, "direct_get", "blob49", "--out", copy)
     XCTAssertEqual(got.status, 0, got.summary)

@@ -50,9 +50,9 @@ final class CrashingStateMachine: StateMachine {
   }
   func sync() throws { try base.sync() }
   func makeSnapshot() throws -> any SnapshotReader { try base.makeSnapshot() }
-  func restore(_ metadata: SnapshotMetadata, from pieces: [[UInt8]]) throws {
+  func restore(_ metadata: SnapshotMetadata, from image: any SnapshotReader) throws {
     try crash?.reach()
-    try base.restore(metadata, from: pieces)
+    try base.restore(metadata, from: image)
   }
 }
 

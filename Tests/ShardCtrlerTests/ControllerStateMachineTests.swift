@@ -2,6 +2,7 @@ import Foundation
 import Raft
 import Storage
 import SwiftProtobuf
+import Synchronization
 import Wire
 import XCTest
 
@@ -92,7 +93,8 @@ final class ControllerStateMachineTests: XCTestCase {
 
     let (otherDB, other) = try open("d", shardCount: 99)
     try other.restore(
-      SnapshotMetadata(index: reader.index, term: 1, membership: Membership(voters: [])), from: pieces)
+      SnapshotMetadata(index: reader.index, term: 1, membership: Membership(voters: [])),
+      from: PiecesReader(pieces))
     XCTAssertEqual(other.appliedIndex, 300)
     XCTAssertEqual(other.shardCount, 8)
     for num in Int64(0)...300 { XCTAssertEqual(other.configuration(num), machine.configuration(num)) }
@@ -125,7 +127,8 @@ final class ControllerStateMachineTests: XCTestCase {
     var pieces: [[UInt8]] = []
     while let piece = try reader.nextPiece() { pieces.append(piece) }
     let (otherDB, other) = try open("h")
-    try other.restore(SnapshotMetadata(index: reader.index, term: 1, membership: Membership()), from: pieces)
+    try other.restore(
+      SnapshotMetadata(index: reader.index, term: 1, membership: Membership()), from: PiecesReader(pieces))
     XCTAssertEqual(other.memberDirectory, machine.memberDirectory)
     otherDB.close()
     _ = try machine.apply([Entry(term: 1, index: 4, payload: .membership(Membership(voters: ["c0:peer"])))])
@@ -161,4 +164,14 @@ final class ControllerStateMachineTests: XCTestCase {
     XCTAssertEqual(machine.sessionCount, 2, "the expiry was written to disk")
     db.close()
   }
+}
+
+/// An image already in memory, read back one piece at a time (as `restore` reads a staged one).
+private final class PiecesReader: SnapshotReader {
+  let index: UInt64 = 0
+  private let pieces: Mutex<[[UInt8]]>
+
+  init(_ pieces: [[UInt8]]) { self.pieces = Mutex(pieces.reversed()) }
+
+  func nextPiece() throws -> [UInt8]? { pieces.withLock { $0.popLast() } }
 }

@@ -3,6 +3,7 @@ import Raft
 import ShardCtrler
 import Storage
 import SwiftProtobuf
+import Synchronization
 import Wire
 import XCTest
 
@@ -192,7 +193,8 @@ final class KVStateMachineTests: XCTestCase {
     var target = try open(at: otherPath)
     index = 0
     try apply(target, try publication(target, "stale:peer", "stale:api"))
-    try target.restore(SnapshotMetadata(index: reader.index, term: 1, membership: Membership()), from: pieces)
+    try target.restore(
+      SnapshotMetadata(index: reader.index, term: 1, membership: Membership()), from: PiecesReader(pieces))
     XCTAssertEqual(target.memberDirectory, source.memberDirectory)
     target = try open(at: otherPath)
     XCTAssertEqual(
@@ -218,7 +220,8 @@ final class KVStateMachineTests: XCTestCase {
     defer { try? FileManager.default.removeItem(atPath: otherPath) }
     let target = try open(at: otherPath)
     try apply(target, Entry(term: 1, index: 1, payload: .noop))
-    try target.restore(SnapshotMetadata(index: reader.index, term: 1, membership: Membership()), from: pieces)
+    try target.restore(
+      SnapshotMetadata(index: reader.index, term: 1, membership: Membership()), from: PiecesReader(pieces))
     XCTAssertEqual(target.appliedIndex, reader.index)
     XCTAssertEqual(try value(target, "key-2999")?.count, 300)
     XCTAssertNil(try value(target, "late"))
@@ -362,8 +365,89 @@ final class KVStateMachineTests: XCTestCase {
     let otherPath = path + "-copy"
     defer { try? FileManager.default.removeItem(atPath: otherPath) }
     let target = try open(.init(group: 3), at: otherPath)
-    try target.restore(SnapshotMetadata(index: reader.index, term: 1, membership: Membership()), from: pieces)
+    try target.restore(
+      SnapshotMetadata(index: reader.index, term: 1, membership: Membership()), from: PiecesReader(pieces))
     XCTAssertEqual(target.shardTable, table)
     XCTAssertEqual(try value(target, key), "v")
+  }
+
+  /// `restore` writes the image piece by piece into the spare data family and switches to it
+  /// in one batch. One cut short after some pieces (as a crash would cut it) leaves the old
+  /// state and applied index, also after a reopen, which empties the partial image; a complete
+  /// one replaces everything and survives a reopen; the next one switches back to `kv`.
+  func testARestoreCutShortLeavesTheOldStateAndCompleteOnesAlternateFamilies() throws {
+    let source = try open()
+    for i in 0..<3_000 {
+      try apply(
+        source,
+        try command(.put, "new-\(i)", String(repeating: "n", count: 300), client: 1, sequence: UInt64(i + 1)))
+    }
+    let reader = try source.makeSnapshot()
+    var pieces: [[UInt8]] = []
+    while let piece = try reader.nextPiece() { pieces.append(piece) }
+    XCTAssertGreaterThan(pieces.count, 1, "the image spans pieces")
+    let metadata = SnapshotMetadata(index: reader.index, term: 1, membership: Membership())
+    XCTAssertEqual(metadata.index, 3_000)
+
+    let targetPath = path + "-target"
+    defer { try? FileManager.default.removeItem(atPath: targetPath) }
+    index = 0
+    var target = try open(at: targetPath)
+    try apply(target, try command(.put, "old", "o"))
+    func rows(_ family: String) throws -> Int {
+      let db = try XCTUnwrap(self.db)
+      return try db.scan(try db.columnFamily(family), prefix: []).count
+    }
+
+    XCTAssertThrowsError(try target.restore(metadata, from: PiecesReader(pieces, failingAfter: 1)))
+    XCTAssertGreaterThan(try rows("kv_b"), 0, "the cut-short restore wrote its first pieces")
+    for reopened in [false, true] {
+      if reopened { target = try open(at: targetPath) }
+      XCTAssertEqual(target.appliedIndex, 1, "reopened: \(reopened)")
+      XCTAssertEqual(try value(target, "old"), "o", "reopened: \(reopened)")
+      XCTAssertNil(try value(target, "new-0"), "reopened: \(reopened)")
+    }
+    XCTAssertEqual(try rows("kv_b"), 0, "opening empties the partial image")
+
+    try target.restore(metadata, from: PiecesReader(pieces))
+    for reopened in [false, true] {
+      if reopened { target = try open(at: targetPath) }
+      XCTAssertEqual(target.appliedIndex, 3_000, "reopened: \(reopened)")
+      XCTAssertNil(try value(target, "old"), "reopened: \(reopened)")
+      XCTAssertEqual(try value(target, "new-2999")?.count, 300, "reopened: \(reopened)")
+      XCTAssertEqual(target.sessionCount, 1, "reopened: \(reopened)")
+    }
+    XCTAssertEqual(try rows("kv"), 0, "the old family was emptied")
+    XCTAssertEqual(try rows("kv_b"), 3_000)
+
+    index = 3_000
+    try apply(target, try command(.put, "after", "a"))
+    try target.restore(metadata, from: PiecesReader(pieces))
+    target = try open(at: targetPath)
+    XCTAssertEqual(target.appliedIndex, 3_000)
+    XCTAssertNil(try value(target, "after"))
+    XCTAssertEqual(try value(target, "new-0")?.count, 300)
+    XCTAssertEqual(try rows("kv"), 3_000)
+    XCTAssertEqual(try rows("kv_b"), 0)
+  }
+}
+
+/// An image already in memory, read back one piece at a time (as `restore` reads a staged one);
+/// optionally it fails after some pieces, as a crash would cut a restore short.
+private final class PiecesReader: SnapshotReader {
+  struct CutShort: Error {}
+  let index: UInt64 = 0
+  private let state: Mutex<(pieces: [[UInt8]], left: Int)>
+
+  init(_ pieces: [[UInt8]], failingAfter limit: Int = .max) {
+    state = Mutex((pieces.reversed(), limit))
+  }
+
+  func nextPiece() throws -> [UInt8]? {
+    try state.withLock { state throws -> [UInt8]? in
+      guard state.left > 0 else { throw CutShort() }
+      state.left -= 1
+      return state.pieces.popLast()
+    }
   }
 }

@@ -16,10 +16,17 @@ public struct RaftNodeOptions: Sendable {
   public var maxSnapshotPieceBytes = 64 << 20
   /// Batching and pacing of the messages to each peer.
   public var pipe = PeerPipeLimits()
-  /// Upper bound on the decompressed bytes of all incoming snapshot transfers held at once: a
+  /// Upper bound on the decompressed bytes of incoming snapshot images staged on disk at once,
+  /// by transfers in progress and complete images waiting for their install together: a
   /// transfer that would pass it is dropped (and fails at its sender, which retries later).
   /// It also bounds the largest state machine image this node can receive.
   public var maxSnapshotBytesInFlight = 1 << 30
+  /// Where incoming snapshot images are written as they arrive and read back from by their
+  /// install (`SnapshotReceiver`); staging files left in it by an earlier process are deleted
+  /// when the node opens. Nil: a new directory under the system's temporary directory, removed
+  /// when the node stops (for nodes without a data directory, as in tests). `kvd` uses
+  /// `snapshot-staging` in its data directory.
+  public var snapshotStagingDirectory: String?
   /// Bytes of proposals this leader holds that are not yet applied; a proposal that would pass
   /// it is refused with `busy` (backpressure: a group that cannot keep up is not buried).
   public var maxUncommittedBytes = 64 << 20
@@ -55,7 +62,10 @@ public actor RaftNode {
   /// The state machine's serial context (apply, sync, snapshots), so a Ready's entries are
   /// persisted while the previous Ready's committed entries are applied.
   private let applyIO: IOQueue
+  /// Reads and compresses outgoing snapshot pieces.
   private let snapshotIO: IOQueue
+  /// Decompresses and stages incoming snapshot pieces.
+  private let snapshotReceiveIO: IOQueue
   /// The last batch of committed entries handed to the state machine; each batch's task waits
   /// for the one before, so batches apply in log order.
   private var applyTail: Task<Void, Never>?
@@ -83,15 +93,10 @@ public actor RaftNode {
   /// One pipe per peer this node has sent to (see `PeerPipe`).
   private var pipes: [NodeID: PeerPipe] = [:]
 
-  private var outgoingSnapshots: Set<NodeID> = []
-  private struct IncomingSnapshot {
-    var nextSequence: UInt64
-    var pieces: [[UInt8]]
-    var bytes = 0
-  }
-  private var incomingSnapshots: [UInt64: IncomingSnapshot] = [:]
-  /// Received images waiting for the core to accept them, by transfer id.
-  private var stagedSnapshots: [UInt64: [[UInt8]]] = [:]
+  /// Images to followers that need them, one transfer per peer at a time.
+  private let snapshotSender: SnapshotSender
+  /// Images from the leader, staged on disk until installed.
+  private let snapshotReceiver: SnapshotReceiver
 
   /// Opens a node on its storage. A node with nothing stored starts from `bootstrapVoters`
   /// (all members of a new group use the same list; an empty list makes a standby that waits
@@ -113,6 +118,8 @@ public actor RaftNode {
     self.io = IOQueue(label: "raft.io.\(id)")
     self.applyIO = IOQueue(label: "raft.apply.\(id)")
     self.snapshotIO = IOQueue(label: "raft.snapshot.\(id)")
+    self.snapshotReceiveIO = IOQueue(label: "raft.snapshot-receive.\(id)")
+    self.snapshotSender = SnapshotSender(from: id, transport: transport, io: snapshotIO)
 
     let restored: RestoredState
     var clusterID = ClusterIdentity.unknown
@@ -152,6 +159,14 @@ public actor RaftNode {
     } catch {
       throw .storage("\(error)")
     }
+    do {
+      self.snapshotReceiver = try SnapshotReceiver(
+        directory: options.snapshotStagingDirectory, node: id,
+        limits: .init(
+          maxPieceBytes: options.maxSnapshotPieceBytes, maxBytesInFlight: options.maxSnapshotBytesInFlight))
+    } catch {
+      throw .storage("\(error)")
+    }
     self.core = RaftCore(
       id: id, config: options.raft, restored: restored, seed: UInt64.random(in: .min ... .max))
     self.applied = restored.applied
@@ -186,6 +201,8 @@ public actor RaftNode {
     pending.failAll(.stopped)
     for pipe in pipes.values { Task { await pipe.close() } }
     pipes.removeAll()
+    snapshotSender.close()
+    snapshotReceiver.close()
     for waiter in stopWaiters { waiter.resume(returning: failure) }
     stopWaiters.removeAll()
   }
@@ -371,9 +388,9 @@ public actor RaftNode {
     }
   }
 
-  /// Takes one chunk of a snapshot transfer; on the last one the core decides whether to
-  /// install the image.
-  public func receiveSnapshotChunk(_ chunk: SnapshotChunk) throws(RaftNodeError) {
+  /// Takes one chunk of a snapshot transfer: its piece is staged on disk, off the actor
+  /// (`SnapshotReceiver`); on the last one the core decides whether to install the image.
+  public func receiveSnapshotChunk(_ chunk: SnapshotChunk) async throws(RaftNodeError) {
     guard !stopped else { throw .stopped }
     guard chunk.to == id else { throw .badSnapshot("chunk addressed to \(chunk.to)") }
     guard identity.admits(chunk.clusterID) else {
@@ -389,49 +406,32 @@ public actor RaftNode {
       dropLog.note("not member", "snapshot chunk from non-member \(chunk.from)")
       throw .badSnapshot("\(chunk.from) is not a member")
     }
-    var transfer = incomingSnapshots[chunk.transferID] ?? IncomingSnapshot(nextSequence: 0, pieces: [])
-    guard chunk.sequence == transfer.nextSequence else {
-      incomingSnapshots[chunk.transferID] = nil
-      throw .badSnapshot("chunk \(chunk.sequence) arrived, expected \(transfer.nextSequence)")
-    }
-    let piece: [UInt8]
+    let receiver = snapshotReceiver
+    let receipt: SnapshotReceiver.Receipt
     do {
-      piece = try Zstd.decompress(chunk.data, maxOutputSize: options.maxSnapshotPieceBytes)
+      receipt = try await snapshotReceiveIO.run { try receiver.receive(chunk) }
+    } catch let error as SnapshotStagingError {
+      if case .inFlightLimit = error {
+        metrics.droppedInput.increment()
+        dropLog.note("snapshot size", "snapshot transfer from \(chunk.from) passes the in-flight limit")
+      }
+      throw .badSnapshot(error.description)
     } catch {
-      incomingSnapshots[chunk.transferID] = nil
       throw .badSnapshot("\(error)")
     }
-    let heldElsewhere = incomingSnapshots.reduce(0) { $0 + ($1.key == chunk.transferID ? 0 : $1.value.bytes) }
-    guard heldElsewhere + transfer.bytes + piece.count <= options.maxSnapshotBytesInFlight else {
-      incomingSnapshots[chunk.transferID] = nil
-      metrics.droppedInput.increment()
-      dropLog.note("snapshot size", "snapshot transfer from \(chunk.from) passes the in-flight limit")
-      throw .badSnapshot(
-        "snapshot transfers in flight would exceed \(options.maxSnapshotBytesInFlight) bytes")
+    guard !stopped else {
+      receiver.close()  // stop() emptied the staging directory while this chunk was staged.
+      throw .stopped
     }
-    if !piece.isEmpty { transfer.pieces.append(piece) }
-    transfer.bytes += piece.count
-    transfer.nextSequence += 1
-    guard chunk.isLast else {
-      // Keep only a few transfers: an abandoned one is dropped when newer ones arrive.
-      if incomingSnapshots[chunk.transferID] == nil && incomingSnapshots.count >= 2,
-        let oldest = incomingSnapshots.keys.min()
-      {
-        incomingSnapshots[oldest] = nil
-      }
-      incomingSnapshots[chunk.transferID] = transfer
-      return
-    }
-    incomingSnapshots[chunk.transferID] = nil
-    guard let metadata = chunk.metadata else { throw .badSnapshot("last chunk without metadata") }
-    stagedSnapshots = [chunk.transferID: transfer.pieces]
+    guard case .staged(let image) = receipt else { return }
     var message = Message(kind: .snapshot, from: chunk.from, to: id, term: chunk.term)
-    message.snapshot = Snapshot(metadata: metadata, data: BigEndian.bytes(chunk.transferID))
+    message.snapshot = Snapshot(metadata: image.metadata, data: BigEndian.bytes(image.id))
     switch core.step(message) {
     case .accepted:
       adoptClusterID(chunk.clusterID)
+      receiver.markOffered(image.id)
     case .dropped(let error):
-      stagedSnapshots = [:]
+      receiver.discard(image.id)
       metrics.droppedInput.increment()
       dropLog.note(error.category, "snapshot from \(chunk.from): \(error)")
       throw .badSnapshot("\(error)")
@@ -460,6 +460,7 @@ public actor RaftNode {
 
   private func processReadies() async {
     while !stopped, let ready = core.ready() {
+      snapshotReceiver.discardOffered(keeping: ready.snapshot.flatMap { BigEndian.uint64(from: $0.data) })
       do {
         try await handle(ready)
         core.advance(ready)
@@ -476,11 +477,13 @@ public actor RaftNode {
     let storage = self.storage
     let stateMachine = self.stateMachine
     if let snapshot = ready.snapshot {
-      guard let transferID = BigEndian.uint64(from: snapshot.data),
-        let pieces = stagedSnapshots.removeValue(forKey: transferID)
-      else {
-        throw RaftNodeError.badSnapshot("accepted snapshot has no staged image")
+      guard let imageID = BigEndian.uint64(from: snapshot.data) else {
+        throw RaftNodeError.badSnapshot("accepted snapshot names no staged image")
       }
+      let receiver = snapshotReceiver
+      // Whatever happens below, the image is not needed again: the core has moved past it.
+      defer { receiver.discard(imageID) }
+      let image = try receiver.open(imageID)
       let metadata = snapshot.metadata
       // Everything committed before the snapshot is applied first (it is older state).
       await applyTail?.value
@@ -490,7 +493,8 @@ public actor RaftNode {
       // a state machine that agree (the restart rule in `init`), so no entry the state machine
       // already holds is applied again.
       try await io.run { try storage.beginSnapshotInstall(metadata) }
-      try await applyIO.run { try stateMachine.restore(metadata, from: pieces) }
+      // The state machine reads the image back from disk a piece at a time.
+      try await applyIO.run { try stateMachine.restore(metadata, from: image) }
       try await io.run { try storage.installSnapshot(metadata) }
       applied = metadata.index
       installedSnapshots += 1
@@ -623,45 +627,37 @@ public actor RaftNode {
     scheduleProcessing()
   }
 
+  /// Starts sending an image to `peer` unless a transfer to it is under way (the core asks
+  /// again if it still needs one after this one ends).
   private func startSnapshotTransfer(to peer: NodeID, term: UInt64) {
-    guard !outgoingSnapshots.contains(peer) else { return }
-    outgoingSnapshots.insert(peer)
-    Task { await self.transferSnapshot(to: peer, term: term) }
+    snapshotSender.start(
+      to: peer, term: term, clusterID: identity.id,
+      image: { try await self.outgoingImage() },
+      finished: { await self.snapshotTransferEnded(to: peer, $0) })
   }
 
-  private func transferSnapshot(to peer: NodeID, term: UInt64) async {
-    defer {
-      outgoingSnapshots.remove(peer)
-      scheduleProcessing()
+  /// A consistent image of the state machine and where it stands: taken on the state
+  /// machine's queue, after every batch handed to it so far.
+  private func outgoingImage() async throws -> SnapshotSender.Image {
+    let stateMachine = self.stateMachine
+    let reader = try await applyIO.run { try stateMachine.makeSnapshot() }
+    guard let metadata = core.snapshotMetadata(at: reader.index) else {
+      throw RaftNodeError.badSnapshot("no metadata for index \(reader.index)")
     }
-    do {
-      let stateMachine = self.stateMachine
-      let reader = try await applyIO.run { try stateMachine.makeSnapshot() }
-      guard let metadata = core.snapshotMetadata(at: reader.index) else {
-        throw RaftNodeError.badSnapshot("no metadata for index \(reader.index)")
-      }
-      let transferID = UInt64.random(in: 1 ... .max)
-      var sequence: UInt64 = 0
-      while true {
-        // Reading and compressing run off the actor: a large image must not hold up the node.
-        let (data, isLast) = try await snapshotIO.run {
-          let piece = try reader.nextPiece()
-          return (try Zstd.compress(piece ?? []), piece == nil)
-        }
-        let chunk = SnapshotChunk(
-          from: id, to: peer, term: term, transferID: transferID, sequence: sequence, data: data,
-          isLast: isLast, metadata: metadata, clusterID: identity.id)
-        try await transport.sendSnapshotChunk(chunk, to: peer)
-        if isLast { break }
-        sequence += 1
-      }
+    return SnapshotSender.Image(reader: reader, metadata: metadata)
+  }
+
+  private func snapshotTransferEnded(to peer: NodeID, _ result: Result<SnapshotMetadata, any Error>) {
+    switch result {
+    case .success(let metadata):
       logger.info("sent snapshot", metadata: ["peer": "\(peer)", "index": "\(metadata.index)"])
       metrics.snapshotsSent.increment()
       core.reportSnapshot(to: peer, succeeded: true)
-    } catch {
+    case .failure(let error):
       logger.warning("snapshot transfer failed", metadata: ["peer": "\(peer)", "error": "\(error)"])
       core.reportSnapshot(to: peer, succeeded: false)
     }
+    scheduleProcessing()
   }
 
   // MARK: - Waiting

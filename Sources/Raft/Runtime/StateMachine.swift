@@ -21,12 +21,22 @@ public protocol StateMachine: AnyObject, Sendable {
   /// pieces so that it never has to be in memory at once.
   func makeSnapshot() throws -> any SnapshotReader
 
-  /// Replaces the whole state with a snapshot image; afterwards `appliedIndex` is
+  /// Replaces the whole state with the image `image` yields; afterwards `appliedIndex` is
   /// `metadata.index`.
-  func restore(_ metadata: SnapshotMetadata, from pieces: [[UInt8]]) throws
+  ///
+  /// The image is read one piece at a time (a received image comes back from its staging file
+  /// on disk), so an implementation that can apply a piece at a time never holds the image in
+  /// memory. Whatever it does, a crash during the call must leave either the old state, with
+  /// the old `appliedIndex`, or the whole new one: the install's restart rule (`RaftNode.init`)
+  /// keeps or forgets the install by comparing `appliedIndex` with the image's index. One that
+  /// writes piece by piece therefore writes the new state beside the old and switches to it,
+  /// with the new applied index, in one atomic write at the end (as `KVStateMachine` does).
+  func restore(_ metadata: SnapshotMetadata, from image: any SnapshotReader) throws
 }
 
-/// A state machine image being read out, one piece at a time.
+/// A state machine image being read, one piece at a time: one a state machine is making
+/// (`StateMachine.makeSnapshot`), or one received from a leader and read back from disk for
+/// `StateMachine.restore`. Pieces are opaque to Raft; each is what its state machine wrote.
 public protocol SnapshotReader: AnyObject, Sendable {
   /// The applied index the image stands at.
   var index: UInt64 { get }

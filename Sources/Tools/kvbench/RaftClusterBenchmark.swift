@@ -96,7 +96,8 @@ final class CountingStateMachine: StateMachine {
   }
   func sync() throws {}
   func makeSnapshot() throws -> any SnapshotReader { EmptySnapshot(index: appliedIndex) }
-  func restore(_ metadata: SnapshotMetadata, from pieces: [[UInt8]]) throws {
+  func restore(_ metadata: SnapshotMetadata, from image: any SnapshotReader) throws {
+    while try image.nextPiece() != nil {}
     applied.withLock { $0 = metadata.index }
   }
 }

@@ -20,7 +20,7 @@ struct LimitOptions: ParsableArguments {
   @Option(help: "Proposal bytes a leader holds before they commit; more are answered 'busy'.")
   var maxUncommittedMb = 64
 
-  @Option(help: "Decompressed bytes of incoming snapshot transfers held at once (MiB).")
+  @Option(help: "Bytes of incoming snapshot images staged on disk at once, also the largest image (MiB).")
   var maxSnapshotMb = 1024
 
   @Option(help: "Cluster id of a group this node bootstraps (default: derived from its voters).")

@@ -297,6 +297,7 @@ struct KVD: AsyncParsableCommand {
       electionTicks: electionMs / Self.tickMs, heartbeatTicks: heartbeatMs / Self.tickMs,
       unreachableTicks: failureMs / Self.tickMs)
     limits.apply(to: &options)
+    options.snapshotStagingDirectory = directory + "/snapshot-staging"
     options.maxLogEntries = maxLogEntries
     options.retainedEntries = retainedEntries
     let voters: [NodeID]
