@@ -42,19 +42,6 @@ final class PeerPipeTests: XCTestCase {
     return m
   }
 
-  private func waitUntil(
-    _ what: String, timeout: Duration = .seconds(10), _ condition: () -> Bool
-  ) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while !condition() {
-      guard ContinuousClock.now < deadline else {
-        XCTFail("timed out waiting for \(what)")
-        throw RaftNodeError.timeout
-      }
-      try await Task.sleep(for: .milliseconds(5))
-    }
-  }
-
   /// 40 MiB queued at once (today's outbox would send it as one RPC, over the frame limit,
   /// and lose all of it) leaves in order, in batches under the limit.
   func testABacklogLargerThanTheFrameLimitIsSplitAndDeliveredInOrder() async throws {

@@ -201,17 +201,11 @@ final class RaftTestCluster: @unchecked Sendable {
     throw RaftNodeError.timeout
   }
 
-  /// Polls `condition` every few milliseconds (real time: these are not simulation tests).
+  /// `RaftRuntimeTests.waitUntil`, with the cluster's argument order.
   func waitUntil(
     timeout: Duration = .seconds(10), _ what: String, _ condition: () async throws -> Bool
   ) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-      if try await condition() { return }
-      try await Task.sleep(for: .milliseconds(10))
-    }
-    XCTFail("timed out waiting for \(what)")
-    throw RaftNodeError.timeout
+    try await RaftRuntimeTests.waitUntil(what, timeout: timeout, condition)
   }
 
   /// Waits until every running node's state machine holds exactly `expected`.

@@ -90,19 +90,6 @@ final class SnapshotSenderTests: XCTestCase {
       finished: { outcomes.record(peer, $0, sender: sender) })
   }
 
-  private func waitUntil(
-    _ what: String, timeout: Duration = .seconds(10), _ condition: () async -> Bool
-  ) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while await !condition() {
-      guard ContinuousClock.now < deadline else {
-        XCTFail("timed out waiting for \(what)")
-        throw CancellationError()
-      }
-      try await Task.sleep(for: .milliseconds(5))
-    }
-  }
-
   func testAnImageGoesAsOrderedChunksEachCarryingTheMetadataTheLastOneEmpty() async throws {
     let transport = ChunkTransport()
     let sender = SnapshotSender(from: leader, transport: transport, io: IOQueue(label: "test.snapshot"))

@@ -127,7 +127,9 @@ final class ShardedTestCluster: @unchecked Sendable {
 
   /// Stops controller replica `i`, as a crash would (its data stays for `startController`).
   func crashController(_ i: Int) async {
-    guard let controller = controllers.removeValue(forKey: i) else { return }
+    guard let controller = controllers.removeValue(forKey: i) else {
+      return XCTFail("controller replica \(i) is not running: nothing to crash")
+    }
     controller.publishing.cancel()
     await controller.node.stop()
     for listener in controller.listeners { await listener.close() }
