@@ -73,6 +73,24 @@ final class LogStorageContractTests: XCTestCase {
     }
   }
 
+  /// A storage that has not loaded since it opened still replaces the suffix an earlier
+  /// process wrote (RocksLogStorage learns its last index from disk), and appends after a
+  /// replaced suffix keep the log contiguous.
+  func testAReopenedStorageReplacesTheSuffixAnEarlierOneWrote() throws {
+    for (name, open) in try storages() {
+      try open().save(hardState: nil, entries: (1...6).map { entry($0, 1) }, sync: true)
+      try open().save(hardState: nil, entries: [entry(3, 2, 9)], sync: true)
+      XCTAssertEqual(try open().load()?.entries.map(\.index), [1, 2, 3], name)
+      let storage = try open()
+      try storage.save(hardState: nil, entries: [entry(4, 2, 9)], sync: true)
+      try storage.save(hardState: nil, entries: [entry(4, 3, 8), entry(5, 3, 8)], sync: true)
+      try storage.save(hardState: nil, entries: [entry(6, 3, 8)], sync: true)
+      let loaded = try XCTUnwrap(try open().load(), name)
+      XCTAssertEqual(loaded.entries.map(\.index), [1, 2, 3, 4, 5, 6], name)
+      XCTAssertEqual(loaded.entries.map(\.term), [1, 1, 2, 3, 3, 3], name)
+    }
+  }
+
   func testSavingOnlyHardStateKeepsEntries() throws {
     for (name, open) in try storages() {
       let storage = try open()

@@ -1,3 +1,4 @@
+import Dispatch
 import Raft
 import Storage
 import Wire
@@ -39,6 +40,41 @@ final class RaftNodeTests: XCTestCase {
     let saves = storage.saves - savesBefore
     // Without group commit every proposal would cost at least one synced write.
     XCTAssertLessThan(saves, count, "\(saves) synced writes for \(count) proposals")
+    await cluster.shutdown()
+  }
+
+  /// The leader sends a new entry before its own write: both followers persist it while the
+  /// leader's disk is still writing (its save blocked), so the two fsyncs overlap.
+  func testTheLeaderSendsNewEntriesBeforeItsOwnWriteEnds() async throws {
+    // Elections after 1-2 s: the leader's blocked thread sends no heartbeats meanwhile.
+    var options = RaftNodeOptions()
+    options.tickInterval = .milliseconds(10)
+    options.raft = RaftConfig(electionTicks: 100, heartbeatTicks: 2, unreachableTicks: 100)
+    let cluster = RaftTestCluster(size: 3, options: options)
+    try await cluster.startAll()
+    let leaderID = try await cluster.waitForLeader()
+    let leader = try cluster.node(leaderID)
+    _ = try await leader.propose(command(0), timeout: .seconds(5))
+    let leaderStorage = try XCTUnwrap(cluster.members[leaderID]?.storage)
+    let followers = try cluster.ids.filter { $0 != leaderID }.map {
+      try XCTUnwrap(cluster.members[$0]?.storage)
+    }
+    let status = await leader.status
+    let entry = (index: status.lastIndex + 1, term: status.term)
+    let gate = DispatchSemaphore(value: 0)
+    leaderStorage.entryGate.withLock { $0 = gate }
+    let payload = command(1)
+    let proposal = Task { try await leader.propose(payload, timeout: .seconds(10)) }
+    try await waitUntil("the leader's write to block") { leaderStorage.blockedSaves == 1 }
+    try await waitUntil(
+      "both followers to persist entry \(entry) while the leader writes it", timeout: .seconds(1)
+    ) {
+      followers.allSatisfy { $0.lastSaved == entry }
+    }
+    XCTAssertEqual(leaderStorage.blockedSaves, 1, "the leader's write ended before the check")
+    leaderStorage.entryGate.withLock { $0 = nil }
+    gate.signal()
+    _ = try await proposal.value
     await cluster.shutdown()
   }
 

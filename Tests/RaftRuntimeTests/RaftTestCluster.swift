@@ -59,7 +59,7 @@ final class CrashingStateMachine: StateMachine {
 /// Counts synced writes, to observe group commit; optionally killed mid-install.
 final class CountingLogStorage: LogStorage {
   private let base: any LogStorage
-  private let counts = Mutex((saves: 0, entries: 0))
+  private let counts = Mutex((saves: 0, entries: 0, blocked: 0, last: (index: UInt64(0), term: UInt64(0))))
   private let crash: SnapshotInstallCrash?
 
   init(_ base: any LogStorage, crash: SnapshotInstallCrash? = nil) {
@@ -69,15 +69,29 @@ final class CountingLogStorage: LogStorage {
 
   var saves: Int { counts.withLock { $0.saves } }
   var savedEntries: Int { counts.withLock { $0.entries } }
+  /// The last entry this storage has written, as (index, term).
+  var lastSaved: (index: UInt64, term: UInt64) { counts.withLock { $0.last } }
+
+  /// While set, a save that carries entries blocks (its node's thread) until the semaphore is
+  /// signalled, or 10 s: a slow disk, to watch what the node does meanwhile.
+  let entryGate = Mutex<DispatchSemaphore?>(nil)
+  /// Saves with entries that are blocked on `entryGate` now.
+  var blockedSaves: Int { counts.withLock { $0.blocked } }
 
   func load() throws -> StoredLog? { try base.load() }
   func save(hardState: HardState?, entries: [Entry], sync: Bool) throws {
+    if !entries.isEmpty, let gate = entryGate.withLock({ $0 }) {
+      counts.withLock { $0.blocked += 1 }
+      _ = gate.wait(timeout: .now() + 10)
+      counts.withLock { $0.blocked -= 1 }
+    }
     try crash?.check()
     counts.withLock {
       $0.saves += 1
       $0.entries += entries.count
     }
     try base.save(hardState: hardState, entries: entries, sync: sync)
+    if let last = entries.last { counts.withLock { $0.last = (last.index, last.term) } }
   }
   func installSnapshot(_ metadata: SnapshotMetadata) throws {
     try crash?.reach()

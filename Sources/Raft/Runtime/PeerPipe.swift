@@ -26,9 +26,18 @@ public struct PeerPipeLimits: Sendable, Hashable {
 /// `onFailure` (the node marks the peer unreachable) and its messages are dropped: Raft
 /// retransmits.
 ///
-/// Encoding and sending run here, off the node's actor.
+/// The pipes of a node share one thread (`ThreadExecutor`), apart from the node's own, which
+/// blocks on its disk writes: a pipe sends, and takes its replies, while the node writes. A
+/// small batch is encoded and sent from that thread; one over `inlineBatchBytes` is encoded
+/// on Swift's global pool, so that a large append does not hold the other pipes up.
 actor PeerPipe {
+  /// Batches up to this size (estimated) are encoded on the pipes' thread: less work than
+  /// handing them to another thread.
+  static let inlineBatchBytes = 64 << 10
+
   let peer: NodeID
+  private nonisolated let executor: ThreadExecutor
+  nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
   private let transport: any RaftTransport
   private let limits: PeerPipeLimits
   private let stallAfter: Duration
@@ -38,24 +47,31 @@ actor PeerPipe {
   private var queue: [Message] = []
   private var queuedBytes = 0
   private var inFlight = 0
-  private var pumping = false
   private var closed = false
-  /// Waiters for a batch to be answered (or to stall): the pump, for a free slot.
-  private var slotWaiters: [CheckedContinuation<Void, Never>] = []
+  private var batchNumber = 0
+  /// The newest batch sent, and since when, until it is answered or stalls: while it is
+  /// set, no other batch leaves.
+  private var awaited: (number: Int, since: ContinuousClock.Instant)?
+  /// One timer per pipe, running while a batch is awaited (not one per batch: at a thousand
+  /// batches a second, a timer each cost a thread wake-up each).
+  private var stallWatch: Task<Void, Never>?
 
+  /// `executor` is the thread of the node's pipes; a pipe without one gets a thread of its own.
   init(
     peer: NodeID, transport: any RaftTransport, limits: PeerPipeLimits, heartbeat: Duration,
+    executor: ThreadExecutor = ThreadExecutor(label: "raft.pipe"),
     onFailure: @escaping @Sendable (NodeID, any Error) async -> Void
   ) {
     self.peer = peer
+    self.executor = executor
     self.transport = transport
     self.limits = limits
     self.stallAfter = limits.stallAfter ?? heartbeat
     self.onFailure = onFailure
   }
 
-  /// Queues messages for the peer, in order. Batches carry the newest `clusterID` given (a
-  /// node without one adopts its group's).
+  /// Queues messages for the peer, in order, and sends the first batch if the pipe is free.
+  /// Batches carry the newest `clusterID` given (a node without one adopts its group's).
   func send(_ messages: [Message], clusterID: UInt64) {
     guard !closed, !messages.isEmpty else { return }
     self.clusterID = clusterID
@@ -69,10 +85,7 @@ actor PeerPipe {
       dropped += 1
     }
     if dropped > 0 { queue.removeFirst(dropped) }
-    if !pumping {
-      pumping = true
-      Task { await self.pump() }
-    }
+    sendNext()
   }
 
   /// Drops what is queued and sends nothing more.
@@ -80,47 +93,39 @@ actor PeerPipe {
     closed = true
     queue.removeAll()
     queuedBytes = 0
-    resumeSlotWaiters()
-    if let awaited { release(awaited) }
+    awaited = nil
+    stallWatch?.cancel()
   }
 
   /// Bytes waiting to be sent (for tests and diagnostics).
   var backlogBytes: Int { queuedBytes }
 
-  private func pump() async {
-    while !closed, let batch = takeBatch() {
-      while inFlight >= limits.window && !closed { await waitForSlot() }
-      if closed { break }
-      inFlight += 1
-      batchNumber += 1
-      let number = batchNumber
-      awaited = number
-      let transport = self.transport
-      let peer = self.peer
-      let clusterID = self.clusterID
-      let stallAfter = self.stallAfter
-      Task {
-        var failure: (any Error)?
-        do {
-          try await transport.send(batch, clusterID: clusterID, to: peer)
-        } catch {
-          failure = error
-        }
-        await self.finished(number, failure: failure)
+  /// Sends the next batch, if there is one, no batch is awaited and the window has room.
+  private func sendNext() {
+    guard !closed, awaited == nil, inFlight < limits.window, let (batch, bytes) = takeBatch() else { return }
+    inFlight += 1
+    batchNumber += 1
+    let number = batchNumber
+    awaited = (number, ContinuousClock.now)
+    watchForStalls()
+    let transport = self.transport
+    let peer = self.peer
+    let clusterID = self.clusterID
+    let encoder: any TaskExecutor = bytes <= Self.inlineBatchBytes ? executor : globalConcurrentExecutor
+    Task(executorPreference: encoder) {
+      var failure: (any Error)?
+      do {
+        try await transport.send(batch, clusterID: clusterID, to: peer)
+      } catch {
+        failure = error
       }
-      Task {
-        try? await Task.sleep(for: stallAfter)
-        self.release(number)
-      }
-      // Wait for the answer, but not past `stallAfter`. Nothing else runs on this actor
-      // between setting `awaited` and suspending here, so no release is missed.
-      await withCheckedContinuation { pumpWaiter = $0 }
+      await self.finished(number, failure: failure)
     }
-    pumping = false
   }
 
-  /// The next batch: queued messages up to `maxBatchBytes` (at least one).
-  private func takeBatch() -> [Message]? {
+  /// The next batch and its estimated size: queued messages up to `maxBatchBytes` (at least
+  /// one).
+  private func takeBatch() -> ([Message], Int)? {
     guard !queue.isEmpty else { return nil }
     var bytes = 0
     var count = 0
@@ -133,39 +138,32 @@ actor PeerPipe {
     let batch = Array(queue.prefix(count))
     queue.removeFirst(count)
     queuedBytes -= bytes
-    return batch
-  }
-
-  // MARK: - One batch's progress
-
-  private var batchNumber = 0
-  /// The batch the pump waits for, until it is answered or stalls.
-  private var awaited: Int?
-  private var pumpWaiter: CheckedContinuation<Void, Never>?
-
-  /// Ends the pump's wait for batch `number`, if it is still waiting for it.
-  private func release(_ number: Int) {
-    guard awaited == number else { return }
-    awaited = nil
-    pumpWaiter?.resume()
-    pumpWaiter = nil
+    return (batch, bytes)
   }
 
   private func finished(_ number: Int, failure: (any Error)?) async {
     inFlight -= 1
-    release(number)
-    resumeSlotWaiters()
+    if awaited?.number == number { awaited = nil }
+    sendNext()
     if let failure { await onFailure(peer, failure) }
   }
 
-  private func waitForSlot() async {
-    await withCheckedContinuation { slotWaiters.append($0) }
-  }
-
-  private func resumeSlotWaiters() {
-    let waiters = slotWaiters
-    slotWaiters.removeAll()
-    for waiter in waiters { waiter.resume() }
+  /// Stops waiting for the awaited batch once it has waited `stallAfter`: checked every half
+  /// of it, so a stalled batch holds the next one back for between one and one and a half
+  /// times `stallAfter`. The watch ends when nothing is awaited.
+  private func watchForStalls() {
+    guard stallWatch == nil else { return }
+    let period = stallAfter / 2
+    stallWatch = Task {
+      while !closed, awaited != nil {
+        try? await Task.sleep(for: period)
+        if let (_, since) = awaited, ContinuousClock.now - since >= stallAfter {
+          awaited = nil
+          sendNext()
+        }
+      }
+      stallWatch = nil
+    }
   }
 
   /// A message's size on the wire, estimated: its entries, its context and a fixed overhead.

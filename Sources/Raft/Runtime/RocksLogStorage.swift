@@ -1,4 +1,5 @@
 import Storage
+import Synchronization
 
 /// `LogStorage` on the node's RocksDB: column family `raft_log` maps a big-endian u64 index
 /// to an entry, so a key-order scan is a log-order scan and a suffix or prefix is one range
@@ -15,6 +16,10 @@ public final class RocksLogStorage: LogStorage {
   private let db: RocksDB
   private let logFamily: ColumnFamily
   private let stateFamily: ColumnFamily
+  /// The highest index in `raft_log` (0 when empty), once known: an append above it needs no
+  /// range delete. Only an append that replaces entries (a follower's conflict) writes one;
+  /// a range tombstone per write would pile up in the memtable and slow every later read.
+  private let lastStored = Mutex<UInt64?>(nil)
 
   /// `db` must have been opened with `RocksLogStorage.columnFamilies` among its families.
   public init(db: RocksDB) throws {
@@ -51,12 +56,34 @@ public final class RocksLogStorage: LogStorage {
       batch.put(key: Self.hardStateKey, value: try RaftCodec.serialize(hardState), in: stateFamily)
     }
     if let first = entries.first {
-      batch.deleteRange(from: BigEndian.bytes(first.index), to: Self.end, in: logFamily)
+      if first.index <= (try lastStoredIndex()) {
+        batch.deleteRange(from: BigEndian.bytes(first.index), to: Self.end, in: logFamily)
+      }
       for entry in entries {
         batch.put(key: BigEndian.bytes(entry.index), value: try RaftCodec.serialize(entry), in: logFamily)
       }
     }
     try db.write(batch, sync: sync)
+    // After the write (atomic): a guess above the truth costs a needless range delete, one
+    // below it would leave stale entries above an append.
+    if let last = entries.last { lastStored.withLock { $0 = last.index } }
+  }
+
+  /// The highest index in `raft_log`, read from disk the first time.
+  private func lastStoredIndex() throws -> UInt64 {
+    if let known = lastStored.withLock({ $0 }) { return known }
+    let iterator = try db.makeIterator(in: logFamily)
+    defer { iterator.close() }
+    iterator.seekToLast()
+    try iterator.checkStatus()
+    let last = try iterator.key.map { key throws -> UInt64 in
+      guard let index = BigEndian.uint64(from: key) else {
+        throw RaftCodecError.malformed("raft_log key of \(key.count) bytes")
+      }
+      return index
+    }
+    lastStored.withLock { $0 = last ?? 0 }
+    return last ?? 0
   }
 
   public func installSnapshot(_ metadata: SnapshotMetadata) throws {
@@ -71,6 +98,7 @@ public final class RocksLogStorage: LogStorage {
       batch.put(key: Self.hardStateKey, value: try RaftCodec.serialize(hardState), in: stateFamily)
     }
     try db.write(batch, sync: true)
+    lastStored.withLock { $0 = 0 }
   }
 
   public func beginSnapshotInstall(_ metadata: SnapshotMetadata?) throws {

@@ -33,7 +33,8 @@ final class RPCServerHandler: ChannelInboundHandler {
     let method = envelope.method
     let payload = [UInt8](envelope.payload)
     let core = self.core
-    let spawned = core.spawn(on: ObjectIdentifier(channel)) { replyReady in
+    let executor = core.handlers.executor(for: method)
+    let spawned = core.spawn(on: ObjectIdentifier(channel), executor: executor) { replyReady in
       let reply: Shardkv_Envelope
       switch await core.handlers.dispatch(method: method, payload: payload) {
       case .success(let payload):
