@@ -61,12 +61,7 @@ public struct KVGroupServer: Sendable {
   /// The methods of the API address.
   public func registerClientMethods(in handlers: inout RPCHandlers) {
     let server = self
-    // Client operations start on the node's thread: a put or a read is mostly the node's work,
-    // and starting there saves waking a pool thread on the way in and on the way out.
-    let nodeThread: @Sendable () -> (any TaskExecutor)? = { server.node.taskExecutor }
-    handlers.register(KVMethod.request, on: nodeThread) {
-      try await server.handleRequest($0, forwarded: false)
-    }
+    handlers.register(KVMethod.request) { try await server.handleRequest($0, forwarded: false) }
     handlers.register(KVMethod.directGet) { try server.directGet($0) }
     handlers.register(KVMethod.locate) { try await server.locate($0) }
     handlers.register(KVMethod.shards) { _ in try server.stateMachine.shardsReport().serializedBytes() }
@@ -79,10 +74,7 @@ public struct KVGroupServer: Sendable {
   /// The methods of the peer address that take requests forwarded by followers.
   public func registerForwardedMethods(in handlers: inout RPCHandlers) {
     let server = self
-    let nodeThread: @Sendable () -> (any TaskExecutor)? = { server.node.taskExecutor }
-    handlers.register(KVMethod.forwardedRequest, on: nodeThread) {
-      try await server.handleRequest($0, forwarded: true)
-    }
+    handlers.register(KVMethod.forwardedRequest) { try await server.handleRequest($0, forwarded: true) }
     handlers.register(KVMethod.forwardedJoinCluster) { try await server.joinCluster($0, forwarded: true) }
     nodeCommands.registerForwardedMethods(in: &handlers)
   }

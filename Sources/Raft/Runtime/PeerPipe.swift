@@ -26,18 +26,9 @@ public struct PeerPipeLimits: Sendable, Hashable {
 /// `onFailure` (the node marks the peer unreachable) and its messages are dropped: Raft
 /// retransmits.
 ///
-/// The pipes of a node share one thread (`ThreadExecutor`), apart from the node's own, which
-/// blocks on its disk writes: a pipe sends, and takes its replies, while the node writes. A
-/// small batch is encoded and sent from that thread; one over `inlineBatchBytes` is encoded
-/// on Swift's global pool, so that a large append does not hold the other pipes up.
+/// Encoding and sending run in a task of each batch's own, off the node's actor.
 actor PeerPipe {
-  /// Batches up to this size (estimated) are encoded on the pipes' thread: less work than
-  /// handing them to another thread.
-  static let inlineBatchBytes = 64 << 10
-
   let peer: NodeID
-  private nonisolated let executor: ThreadExecutor
-  nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
   private let transport: any RaftTransport
   private let limits: PeerPipeLimits
   private let stallAfter: Duration
@@ -56,14 +47,11 @@ actor PeerPipe {
   /// batches a second, a timer each cost a thread wake-up each).
   private var stallWatch: Task<Void, Never>?
 
-  /// `executor` is the thread of the node's pipes; a pipe without one gets a thread of its own.
   init(
     peer: NodeID, transport: any RaftTransport, limits: PeerPipeLimits, heartbeat: Duration,
-    executor: ThreadExecutor = ThreadExecutor(label: "raft.pipe"),
     onFailure: @escaping @Sendable (NodeID, any Error) async -> Void
   ) {
     self.peer = peer
-    self.executor = executor
     self.transport = transport
     self.limits = limits
     self.stallAfter = limits.stallAfter ?? heartbeat
@@ -102,7 +90,7 @@ actor PeerPipe {
 
   /// Sends the next batch, if there is one, no batch is awaited and the window has room.
   private func sendNext() {
-    guard !closed, awaited == nil, inFlight < limits.window, let (batch, bytes) = takeBatch() else { return }
+    guard !closed, awaited == nil, inFlight < limits.window, let batch = takeBatch() else { return }
     inFlight += 1
     batchNumber += 1
     let number = batchNumber
@@ -111,8 +99,7 @@ actor PeerPipe {
     let transport = self.transport
     let peer = self.peer
     let clusterID = self.clusterID
-    let encoder: any TaskExecutor = bytes <= Self.inlineBatchBytes ? executor : globalConcurrentExecutor
-    Task(executorPreference: encoder) {
+    Task {
       var failure: (any Error)?
       do {
         try await transport.send(batch, clusterID: clusterID, to: peer)
@@ -123,9 +110,8 @@ actor PeerPipe {
     }
   }
 
-  /// The next batch and its estimated size: queued messages up to `maxBatchBytes` (at least
-  /// one).
-  private func takeBatch() -> ([Message], Int)? {
+  /// The next batch: queued messages up to `maxBatchBytes` (at least one).
+  private func takeBatch() -> [Message]? {
     guard !queue.isEmpty else { return nil }
     var bytes = 0
     var count = 0
@@ -138,7 +124,7 @@ actor PeerPipe {
     let batch = Array(queue.prefix(count))
     queue.removeFirst(count)
     queuedBytes -= bytes
-    return (batch, bytes)
+    return batch
   }
 
   private func finished(_ number: Int, failure: (any Error)?) async {

@@ -47,28 +47,18 @@ public struct RaftNodeOptions: Sendable {
 /// peer's traffic flows through its own `PeerPipe`); hand committed entries to the state
 /// machine; advance the core. The state machine applies on its own serial queue while the next
 /// Ready is persisted; proposals resolve and reads are released as their index is applied.
-///
-/// The actor runs on a thread of its own (`ThreadExecutor`), and the log is written inline on
-/// it: what arrives during a write queues behind it and shares the next one (group commit),
-/// and no thread is woken between the node and its log. The peer pipes share a second thread,
-/// handed each Ready's messages in one step.
+/// Blocking I/O runs on `IOQueue`s, and the actor keeps stepping messages and taking proposals
+/// meanwhile, so many proposals share one fsync.
 public actor RaftNode {
   public nonisolated let id: NodeID
-  /// The node's thread: this actor and its log writes run on it.
-  private nonisolated let executor: ThreadExecutor
-  /// The peer pipes' thread, shared by all of them: sending, and taking the replies, never
-  /// waits for this node's disk, so a leader's appends leave while it writes them itself.
-  private nonisolated let pipesExecutor: ThreadExecutor
-  public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
-  /// The node's thread as a task executor: a request handler that prefers it reaches the node
-  /// without waking another thread first (`RPCHandlers.register(_:on:_:)`).
-  public nonisolated var taskExecutor: any TaskExecutor { executor }
   private var core: RaftCore
   private let storage: any LogStorage
   private let stateMachine: any StateMachine
   private let transport: any RaftTransport
   private let options: RaftNodeOptions
   private let logger: Logger
+  /// The log storage's serial context (persisting Readies, compaction).
+  private let io: IOQueue
   /// The state machine's serial context (apply, sync, snapshots), so a Ready's entries are
   /// persisted while the previous Ready's committed entries are applied.
   private let applyIO: IOQueue
@@ -125,8 +115,7 @@ public actor RaftNode {
     logger[metadataKey: "node"] = "\(id)"
     self.logger = logger
     self.dropLog = DropLog(logger: logger)
-    self.executor = ThreadExecutor(label: "raft.node.\(id)")
-    self.pipesExecutor = ThreadExecutor(label: "raft.pipes.\(id)")
+    self.io = IOQueue(label: "raft.io.\(id)")
     self.applyIO = IOQueue(label: "raft.apply.\(id)")
     self.snapshotIO = IOQueue(label: "raft.snapshot.\(id)")
     self.snapshotReceiveIO = IOQueue(label: "raft.snapshot-receive.\(id)")
@@ -485,6 +474,7 @@ public actor RaftNode {
 
   private func handle(_ ready: Ready) async throws {
     if let change = ready.roleChange { noteRoleChange(change) }
+    let storage = self.storage
     let stateMachine = self.stateMachine
     if let snapshot = ready.snapshot {
       guard let imageID = BigEndian.uint64(from: snapshot.data) else {
@@ -502,25 +492,25 @@ public actor RaftNode {
       // new position (clearing the intent). A restart after any prefix of them finds a log and
       // a state machine that agree (the restart rule in `init`), so no entry the state machine
       // already holds is applied again.
-      try storage.beginSnapshotInstall(metadata)
+      try await io.run { try storage.beginSnapshotInstall(metadata) }
       // The state machine reads the image back from disk a piece at a time.
       try await applyIO.run { try stateMachine.restore(metadata, from: image) }
-      try storage.installSnapshot(metadata)
+      try await io.run { try storage.installSnapshot(metadata) }
       applied = metadata.index
       installedSnapshots += 1
       metrics.snapshotsInstalled.increment()
       logger.info("installed snapshot", metadata: ["index": "\(metadata.index)"])
     }
-    // Handed to the pipes' thread, which sends while this one writes.
-    if ready.messagesBeforePersisting { send(ready.messages) }
+    if ready.messagesBeforePersisting { await send(ready.messages) }
     if ready.hardState != nil || !ready.entries.isEmpty {
-      // Inline, on the node's own thread (see `ThreadExecutor`).
+      let hardState = ready.hardState
+      let entries = ready.entries
       let sync = ready.mustSync
       let started = ContinuousClock.now
-      try storage.save(hardState: ready.hardState, entries: ready.entries, sync: sync)
+      try await io.run { try storage.save(hardState: hardState, entries: entries, sync: sync) }
       if sync { metrics.fsync.record(since: started) }
     }
-    if !ready.messagesBeforePersisting { send(ready.messages) }
+    if !ready.messagesBeforePersisting { await send(ready.messages) }
     if !ready.committedEntries.isEmpty { startApplying(ready.committedEntries) }
     for read in ready.readStates {
       guard let readID = BigEndian.uint64(from: read.context) else { continue }
@@ -588,20 +578,19 @@ public actor RaftNode {
     guard length > UInt64(options.maxLogEntries) else { return }
     let target = applied > UInt64(options.retainedEntries) ? applied - UInt64(options.retainedEntries) : 0
     guard target >= core.firstIndex, let metadata = core.snapshotMetadata(at: target) else { return }
+    let storage = self.storage
     let stateMachine = self.stateMachine
     try await applyIO.run { try stateMachine.sync() }
-    try storage.compact(through: metadata)
+    try await io.run { try storage.compact(through: metadata) }
     core.compact(through: target)
     logger.debug("compacted log", metadata: ["through": "\(target)"])
   }
 
   // MARK: - Sending
 
-  /// Hands messages to their peers' pipes, in order, without waiting: one task on the pipes'
-  /// thread per call (tasks on a `ThreadExecutor` run in the order they were made, so each
-  /// pipe receives its messages in order).
-  private func send(_ messages: [Message]) {
-    guard !stopped, !messages.isEmpty else { return }
+  /// Hands messages to their peers' pipes, in order (each pipe keeps the order it is given).
+  private func send(_ messages: [Message]) async {
+    guard !stopped else { return }
     var byPeer: [NodeID: [Message]] = [:]
     var peers: [NodeID] = []
     for message in messages {
@@ -613,11 +602,9 @@ public actor RaftNode {
       if byPeer[message.to] == nil { peers.append(message.to) }
       byPeer[message.to, default: []].append(message)
     }
-    let deliveries = peers.compactMap { peer in byPeer[peer].map { (pipe(to: peer), $0) } }
-    guard !deliveries.isEmpty else { return }
-    let clusterID = identity.id
-    Task(executorPreference: pipesExecutor) {
-      for (pipe, batch) in deliveries { await pipe.send(batch, clusterID: clusterID) }
+    for peer in peers {
+      guard let batch = byPeer[peer] else { continue }
+      await pipe(to: peer).send(batch, clusterID: identity.id)
     }
   }
 
@@ -625,7 +612,7 @@ public actor RaftNode {
     if let pipe = pipes[peer] { return pipe }
     let pipe = PeerPipe(
       peer: peer, transport: transport, limits: options.pipe,
-      heartbeat: options.tickInterval * options.raft.heartbeatTicks, executor: pipesExecutor
+      heartbeat: options.tickInterval * options.raft.heartbeatTicks
     ) { [weak self] peer, error in
       await self?.peerFailed(peer, error)
     }

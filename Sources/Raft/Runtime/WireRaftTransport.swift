@@ -46,9 +46,7 @@ public struct WireRaftTransport: RaftTransport {
   public static func register(
     in handlers: inout RPCHandlers, node: @escaping @Sendable () -> RaftNode?
   ) {
-    // Messages start on the node's thread (`RaftNode.taskExecutor`): decoding them there
-    // costs less than waking a pool thread that would only hand them over.
-    handlers.register(messagesMethod, on: { node()?.taskExecutor }) { payload in
+    handlers.register(messagesMethod) { payload in
       guard let target = node() else { throw RaftNodeError.stopped }
       let batch = try RaftCodec.deserializeBatch(payload)
       await target.receive(batch.messages, clusterID: batch.clusterID)

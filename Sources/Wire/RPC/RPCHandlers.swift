@@ -9,7 +9,6 @@ public typealias RPCHandler = @Sendable (_ payload: [UInt8]) async throws -> [UI
 /// The methods a server answers, by name: what a node hands to `Transport.listen`.
 public struct RPCHandlers: Sendable {
   private var table: [String: RPCHandler]
-  private var executors: [String: @Sendable () -> (any TaskExecutor)?] = [:]
 
   public init() {
     table = [:]
@@ -22,23 +21,6 @@ public struct RPCHandlers: Sendable {
   /// Registers `handler` for `method`, replacing any previous one.
   public mutating func register(_ method: String, _ handler: @escaping RPCHandler) {
     table[method] = handler
-    executors[method] = nil
-  }
-
-  /// Registers `handler` for `method`, to run on the executor `executor` returns when a request
-  /// arrives (Swift's global pool when it returns nil): a handler that mostly talks to an actor
-  /// with a thread of its own starts there and wakes no other thread on the way.
-  public mutating func register(
-    _ method: String, on executor: @escaping @Sendable () -> (any TaskExecutor)?,
-    _ handler: @escaping RPCHandler
-  ) {
-    table[method] = handler
-    executors[method] = executor
-  }
-
-  /// The executor requests for `method` prefer, if any.
-  func executor(for method: String) -> (any TaskExecutor)? {
-    executors[method]?()
   }
 
   /// The handler for `method`, if any.

@@ -192,13 +192,12 @@ final class RPCServerCore: Sendable {
     case busy(String)
   }
 
-  /// Runs `work`, a request that arrived on `channel`, in a task that shutdown can cancel
-  /// (preferring `executor`, when given);
+  /// Runs `work`, a request that arrived on `channel`, in a task that shutdown can cancel;
   /// refuses it when shut down or when the connection or the listener already runs as many
   /// requests as `limits` allow. `work` calls the closure it is given once its reply is ready
   /// and before writing it: from then on the request no longer counts against the limits.
   func spawn(
-    on channel: ObjectIdentifier, executor: (any TaskExecutor)? = nil,
+    on channel: ObjectIdentifier,
     _ work: @escaping @Sendable (_ replyReady: @escaping @Sendable () -> Void) async -> Void
   ) -> Result<Void, Refusal> {
     let limits = configuration.limits
@@ -224,7 +223,7 @@ final class RPCServerCore: Sendable {
       }
       // Created inside the lock so that the task's own removal (which takes the lock) cannot run
       // before its insertion.
-      state.tasks[id] = Task(executorPreference: executor) { [self] in
+      state.tasks[id] = Task { [self] in
         await work(stopCounting)
         stopCounting()
         self.state.withLock { state in _ = state.tasks.removeValue(forKey: id) }

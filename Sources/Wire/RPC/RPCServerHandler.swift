@@ -33,8 +33,7 @@ final class RPCServerHandler: ChannelInboundHandler {
     let method = envelope.method
     let payload = [UInt8](envelope.payload)
     let core = self.core
-    let executor = core.handlers.executor(for: method)
-    let spawned = core.spawn(on: ObjectIdentifier(channel), executor: executor) { replyReady in
+    let spawned = core.spawn(on: ObjectIdentifier(channel)) { replyReady in
       let reply: Shardkv_Envelope
       switch await core.handlers.dispatch(method: method, payload: payload) {
       case .success(let payload):
