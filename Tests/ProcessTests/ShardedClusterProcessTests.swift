@@ -102,8 +102,8 @@ final class ShardedClusterProcessTests: XCTestCase {
     let keys = (0..<300).map(Self.key)
     checkHoldings(cluster, config, reports, serving: [2, 3], keys: keys)
 
-    // 6. Every key reads back, is located in its group, and is stored by exactly that group's
-    // members.
+    // 6. Every key reads back and is located in its group; every fourth key is stored by
+    // exactly that group's members (step 5 counted every key on every member).
     verifyKeys(cluster, 0..<300, config: config)
   }
 
@@ -404,8 +404,11 @@ final class ShardedClusterProcessTests: XCTestCase {
   }
 
   /// Every key k<i> of `keys` reads back v<i> through `get` on some member, `locate` names its
-  /// shard and the group the configuration gives that shard, and `direct_get` finds it on
-  /// every member of that group and on no member of any other group.
+  /// shard and the group the configuration gives that shard, and `direct_get` finds every
+  /// fourth key on every member of that group and on no member of any other group. (That
+  /// every member holds every key of its shards is checked by count, `checkHoldings`; a
+  /// `direct_get` of every key on every member was 2,700 kvctl processes, over two minutes of
+  /// CI.)
   private func verifyKeys(_ cluster: ProcessCluster, _ keys: Range<Int>, config: Configuration) {
     let members = Array(cluster.roles[1...].joined())
     func owner(_ i: Int) -> Int {
@@ -422,7 +425,7 @@ final class ShardedClusterProcessTests: XCTestCase {
         stdout: "Shard:\t\(Self.shard(of: Self.key(i), count: config.shards.count))\nGroup:\t\(owner(i))\n",
         status: 0)
     }
-    let directGets = keys.flatMap { i in
+    let directGets = keys.filter { $0 % 4 == 0 }.flatMap { i in
       members.map { node in
         let owned = group(cluster, of: node) == owner(i)
         return Check(

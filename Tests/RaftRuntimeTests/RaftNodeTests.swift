@@ -46,7 +46,8 @@ final class RaftNodeTests: XCTestCase {
   /// The leader sends a new entry before its own write: both followers persist it while the
   /// leader's disk is still writing (its save blocked), so the two fsyncs overlap.
   func testTheLeaderSendsNewEntriesBeforeItsOwnWriteEnds() async throws {
-    // Elections after 1-2 s: the leader's blocked thread sends no heartbeats meanwhile.
+    // Elections after 1-2 s: the leader's Ready loop waits for the blocked write, so it sends
+    // no heartbeats meanwhile.
     var options = RaftNodeOptions()
     options.tickInterval = .milliseconds(10)
     options.raft = RaftConfig(electionTicks: 100, heartbeatTicks: 2, unreachableTicks: 100)

@@ -72,8 +72,8 @@ final class CountingLogStorage: LogStorage {
   /// The last entry this storage has written, as (index, term).
   var lastSaved: (index: UInt64, term: UInt64) { counts.withLock { $0.last } }
 
-  /// While set, a save that carries entries blocks (its node's thread) until the semaphore is
-  /// signalled, or 10 s: a slow disk, to watch what the node does meanwhile.
+  /// While set, a save that carries entries blocks (the node's log queue) until the semaphore
+  /// is signalled, or 10 s: a slow disk, to watch what the node does meanwhile.
   let entryGate = Mutex<DispatchSemaphore?>(nil)
   /// Saves with entries that are blocked on `entryGate` now.
   var blockedSaves: Int { counts.withLock { $0.blocked } }
