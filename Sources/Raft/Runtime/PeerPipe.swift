@@ -43,8 +43,9 @@ actor PeerPipe {
   /// The newest batch sent, and since when, until it is answered or stalls: while it is
   /// set, no other batch leaves.
   private var awaited: (number: Int, since: ContinuousClock.Instant)?
-  /// One timer per pipe, running while a batch is awaited (not one per batch: at a thousand
-  /// batches a second, a timer each cost a thread wake-up each).
+  /// One timer per pipe, running while a batch is awaited, not one per batch: every timer
+  /// that fires wakes threads (BENCHMARKS.md, issue 11's context switches), and a busy pipe
+  /// sends a thousand batches a second.
   private var stallWatch: Task<Void, Never>?
 
   init(
