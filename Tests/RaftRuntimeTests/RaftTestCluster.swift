@@ -224,8 +224,20 @@ final class RaftTestCluster: @unchecked Sendable {
 
   /// Waits until every running node's state machine holds exactly `expected`.
   func waitForCommands(_ expected: [[UInt8]], timeout: Duration = .seconds(15)) async throws {
-    try await waitUntil(timeout: timeout, "\(expected.count) commands applied everywhere") {
-      try self.members.values.allSatisfy { try $0.stateMachine.commands() == expected }
+    do {
+      try await waitUntil(timeout: timeout, "\(expected.count) commands applied everywhere") {
+        try self.members.values.allSatisfy { try $0.stateMachine.commands() == expected }
+      }
+    } catch {
+      // Where each member stood, so a failure says which one fell behind and why.
+      for (id, member) in members.sorted(by: { $0.key < $1.key }) {
+        let status = await member.node.status
+        let commands = (try? member.stateMachine.commands().count).map(String.init) ?? "?"
+        XCTFail(
+          "\(id): \(commands) commands, state machine at \(member.stateMachine.appliedIndex), "
+            + "\(status)")
+      }
+      throw error
     }
   }
 }

@@ -1,42 +1,6 @@
 import Logging
 import Storage
 
-/// Settings of a `RaftNode`.
-public struct RaftNodeOptions: Sendable {
-  /// One core tick. With the defaults a leader heartbeats every 100 ms, followers start an
-  /// election after 0.5–1 s of silence, and a peer silent for 1 s is reported unreachable:
-  /// a dead member shows in `dropped` within 2 s, a new leader is agreed well within 5 s.
-  public var tickInterval: Duration = .milliseconds(50)
-  public var raft = RaftConfig(electionTicks: 10, heartbeatTicks: 2, unreachableTicks: 20)
-  /// Compact the log once it holds more entries than this...
-  public var maxLogEntries = 10_000
-  /// ...keeping this many applied entries, so a briefly slow follower needs no snapshot.
-  public var retainedEntries = 1_000
-  /// Upper bound on one decompressed snapshot piece, as a guard against a hostile sender.
-  public var maxSnapshotPieceBytes = 64 << 20
-  /// Batching and pacing of the messages to each peer.
-  public var pipe = PeerPipeLimits()
-  /// Upper bound on the decompressed bytes of incoming snapshot images staged on disk at once,
-  /// by transfers in progress and complete images waiting for their install together: a
-  /// transfer that would pass it is dropped (and fails at its sender, which retries later).
-  /// It also bounds the largest state machine image this node can receive.
-  public var maxSnapshotBytesInFlight = 1 << 30
-  /// Where incoming snapshot images are written as they arrive and read back from by their
-  /// install (`SnapshotReceiver`); staging files left in it by an earlier process are deleted
-  /// when the node opens. Nil: a new directory under the system's temporary directory, removed
-  /// when the node stops (for nodes without a data directory, as in tests). `kvd` uses
-  /// `snapshot-staging` in its data directory.
-  public var snapshotStagingDirectory: String?
-  /// Bytes of proposals this leader holds that are not yet applied; a proposal that would pass
-  /// it is refused with `busy` (backpressure: a group that cannot keep up is not buried).
-  public var maxUncommittedBytes = 64 << 20
-  /// The cluster id a group bootstrapped by this node gets; nil derives it from the voter list
-  /// (`ClusterIdentity.derived`). Ignored when the storage already holds one.
-  public var clusterID: UInt64?
-
-  public init() {}
-}
-
 /// Drives a `RaftCore` with a real clock, a `LogStorage`, a `StateMachine` and a
 /// `RaftTransport`.
 ///
@@ -52,16 +16,11 @@ public struct RaftNodeOptions: Sendable {
 public actor RaftNode {
   public nonisolated let id: NodeID
   private var core: RaftCore
-  private let storage: any LogStorage
-  private let stateMachine: any StateMachine
+  /// The log and the state machine, each on its own queue (persist, apply, install, compact).
+  private let durable: DurableState
   private let transport: any RaftTransport
   private let options: RaftNodeOptions
   private let logger: Logger
-  /// The log storage's serial context (persisting Readies, compaction).
-  private let io: IOQueue
-  /// The state machine's serial context (apply, sync, snapshots), so a Ready's entries are
-  /// persisted while the previous Ready's committed entries are applied.
-  private let applyIO: IOQueue
   /// Reads and compresses outgoing snapshot pieces.
   private let snapshotIO: IOQueue
   /// Decompresses and stages incoming snapshot pieces.
@@ -108,57 +67,18 @@ public actor RaftNode {
   ) throws(RaftNodeError) {
     self.id = id
     self.options = options
-    self.storage = storage
-    self.stateMachine = stateMachine
+    self.durable = DurableState(log: storage, stateMachine: stateMachine, node: id)
     self.transport = transport
     var logger = logger
     logger[metadataKey: "node"] = "\(id)"
     self.logger = logger
     self.dropLog = DropLog(logger: logger)
-    self.io = IOQueue(label: "raft.io.\(id)")
-    self.applyIO = IOQueue(label: "raft.apply.\(id)")
     self.snapshotIO = IOQueue(label: "raft.snapshot.\(id)")
     self.snapshotReceiveIO = IOQueue(label: "raft.snapshot-receive.\(id)")
     self.snapshotSender = SnapshotSender(from: id, transport: transport, io: snapshotIO)
 
-    let restored: RestoredState
-    var clusterID = ClusterIdentity.unknown
-    do {
-      clusterID = try storage.loadClusterID()
-      let applied = stateMachine.appliedIndex
-      if var stored = try storage.load() {
-        if let pending = stored.pendingSnapshot {
-          // A crash interrupted a snapshot install (see `handle`). If the state machine's
-          // restore had landed, finish the install, else forget it: either way the log and
-          // the state machine agree again before the core sees them.
-          if applied >= pending.index {
-            try storage.installSnapshot(pending)
-          } else {
-            try storage.beginSnapshotInstall(nil)
-          }
-          stored = try storage.load() ?? stored
-        }
-        guard applied >= stored.snapshot.index else {
-          throw RaftNodeError.storage(
-            "state machine applied index \(applied) is behind the log's compaction point "
-              + "\(stored.snapshot.index)")
-        }
-        restored = RestoredState(
-          hardState: stored.hardState, snapshot: stored.snapshot, entries: stored.entries,
-          applied: applied)
-      } else {
-        restored = .bootstrap(voters: bootstrapVoters)
-        try storage.installSnapshot(restored.snapshot)
-        if clusterID == ClusterIdentity.unknown && !bootstrapVoters.isEmpty {
-          clusterID = options.clusterID ?? ClusterIdentity.derived(fromVoters: bootstrapVoters)
-          try storage.saveClusterID(clusterID)
-        }
-      }
-    } catch let error as RaftNodeError {
-      throw error
-    } catch {
-      throw .storage("\(error)")
-    }
+    let opened = try durable.open(bootstrapVoters: bootstrapVoters, clusterID: options.clusterID)
+    let restored = opened.restored
     do {
       self.snapshotReceiver = try SnapshotReceiver(
         directory: options.snapshotStagingDirectory, node: id,
@@ -171,7 +91,7 @@ public actor RaftNode {
       id: id, config: options.raft, restored: restored, seed: UInt64.random(in: .min ... .max))
     self.applied = restored.applied
     self.startupLastIndex = core.lastIndex
-    self.identity = ClusterIdentity(id: clusterID)
+    self.identity = ClusterIdentity(id: opened.clusterID)
   }
 
   /// Starts the clock.
@@ -380,7 +300,7 @@ public actor RaftNode {
   private func adoptClusterID(_ incoming: UInt64) {
     guard let id = identity.adoption(of: incoming) else { return }
     do {
-      try storage.saveClusterID(id)
+      try durable.saveClusterID(id)
       identity.adopt(id)
       logger.info("adopted cluster id", metadata: ["cluster_id": "\(id)"])
     } catch {
@@ -474,8 +394,6 @@ public actor RaftNode {
 
   private func handle(_ ready: Ready) async throws {
     if let change = ready.roleChange { noteRoleChange(change) }
-    let storage = self.storage
-    let stateMachine = self.stateMachine
     if let snapshot = ready.snapshot {
       guard let imageID = BigEndian.uint64(from: snapshot.data) else {
         throw RaftNodeError.badSnapshot("accepted snapshot names no staged image")
@@ -488,14 +406,8 @@ public actor RaftNode {
       // Everything committed before the snapshot is applied first (it is older state).
       await applyTail?.value
       guard !stopped else { return }
-      // Three synced writes, each atomic: the intent, the state machine's new state, the log's
-      // new position (clearing the intent). A restart after any prefix of them finds a log and
-      // a state machine that agree (the restart rule in `init`), so no entry the state machine
-      // already holds is applied again.
-      try await io.run { try storage.beginSnapshotInstall(metadata) }
-      // The state machine reads the image back from disk a piece at a time.
-      try await applyIO.run { try stateMachine.restore(metadata, from: image) }
-      try await io.run { try storage.installSnapshot(metadata) }
+      // Crash-safe: see `DurableState.installSnapshot` and its restart rule.
+      try await durable.installSnapshot(metadata, from: image)
       applied = metadata.index
       installedSnapshots += 1
       metrics.snapshotsInstalled.increment()
@@ -507,7 +419,7 @@ public actor RaftNode {
       let entries = ready.entries
       let sync = ready.mustSync
       let started = ContinuousClock.now
-      try await io.run { try storage.save(hardState: hardState, entries: entries, sync: sync) }
+      try await durable.persist(hardState: hardState, entries: entries, sync: sync)
       if sync { metrics.fsync.record(since: started) }
     }
     if !ready.messagesBeforePersisting { await send(ready.messages) }
@@ -534,10 +446,9 @@ public actor RaftNode {
 
   private func apply(_ entries: [Entry]) async {
     guard !stopped else { return }
-    let stateMachine = self.stateMachine
     let results: [[UInt8]]
     do {
-      results = try await applyIO.run { try stateMachine.apply(entries) }
+      results = try await durable.apply(entries)
     } catch {
       storageFailed(error)
       return
@@ -578,10 +489,7 @@ public actor RaftNode {
     guard length > UInt64(options.maxLogEntries) else { return }
     let target = applied > UInt64(options.retainedEntries) ? applied - UInt64(options.retainedEntries) : 0
     guard target >= core.firstIndex, let metadata = core.snapshotMetadata(at: target) else { return }
-    let storage = self.storage
-    let stateMachine = self.stateMachine
-    try await applyIO.run { try stateMachine.sync() }
-    try await io.run { try storage.compact(through: metadata) }
+    try await durable.compact(through: metadata)
     core.compact(through: target)
     logger.debug("compacted log", metadata: ["through": "\(target)"])
   }
@@ -639,8 +547,7 @@ public actor RaftNode {
   /// A consistent image of the state machine and where it stands: taken on the state
   /// machine's queue, after every batch handed to it so far.
   private func outgoingImage() async throws -> SnapshotSender.Image {
-    let stateMachine = self.stateMachine
-    let reader = try await applyIO.run { try stateMachine.makeSnapshot() }
+    let reader = try await durable.makeSnapshot()
     guard let metadata = core.snapshotMetadata(at: reader.index) else {
       throw RaftNodeError.badSnapshot("no metadata for index \(reader.index)")
     }

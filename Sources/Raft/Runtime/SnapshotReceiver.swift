@@ -24,7 +24,7 @@ import Synchronization
 ///   one more abandons the one that started first.
 /// - Files live in `directory`, named `image-N.staging`; `init` deletes every such file (a
 ///   previous process's, which no one will install: a restart settles any install that was
-///   under way without its image, see `RaftNode.init`). Without a directory the receiver makes
+///   under way without its image, see `DurableState.open`). Without a directory the receiver makes
 ///   a temporary one of its own, which `close` removes.
 ///
 /// Calls are serialized by a lock, and a chunk's decompression and write happen under it: the

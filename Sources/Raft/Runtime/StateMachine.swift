@@ -27,7 +27,7 @@ public protocol StateMachine: AnyObject, Sendable {
   /// The image is read one piece at a time (a received image comes back from its staging file
   /// on disk), so an implementation that can apply a piece at a time never holds the image in
   /// memory. Whatever it does, a crash during the call must leave either the old state, with
-  /// the old `appliedIndex`, or the whole new one: the install's restart rule (`RaftNode.init`)
+  /// the old `appliedIndex`, or the whole new one: the install's restart rule (`DurableState.open`)
   /// keeps or forgets the install by comparing `appliedIndex` with the image's index. One that
   /// writes piece by piece therefore writes the new state beside the old and switches to it,
   /// with the new applied index, in one atomic write at the end (as `KVStateMachine` does).
