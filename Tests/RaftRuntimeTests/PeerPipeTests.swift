@@ -1,3 +1,5 @@
+import NIOCore
+import NIOPosix
 import Synchronization
 import XCTest
 
@@ -8,7 +10,8 @@ import XCTest
 /// as when a reply is lost and the caller waits out its timeout.
 private final class RecordingRaftTransport: RaftTransport {
   static let frameLimit = 16 << 20
-  private let state = Mutex((batches: [[Message]](), held: Set<Int>(), calls: 0))
+  private let state = Mutex(
+    (batches: [[Message]](), held: Set<Int>(), calls: 0, loops: [ObjectIdentifier?]()))
 
   /// Calls (numbered from 1) that are delivered but answered only after `holdFor`.
   init(holding calls: Set<Int> = []) {
@@ -20,7 +23,12 @@ private final class RecordingRaftTransport: RaftTransport {
   var batches: [[Message]] { state.withLock { $0.batches } }
   var delivered: [Message] { batches.flatMap { $0 } }
 
+  /// The event loop each batch was sent from (nil: a thread of Swift's pool).
+  var sentFromLoops: [ObjectIdentifier?] { state.withLock { $0.loops } }
+
   func send(_ messages: [Message], clusterID: UInt64, to peer: NodeID) async throws {
+    let loop = MultiThreadedEventLoopGroup.currentEventLoop.map { ObjectIdentifier($0) }
+    state.withLock { $0.loops.append(loop) }
     let size = try RaftCodec.serialize(messages).count
     guard size <= Self.frameLimit else { throw RaftCodecError.malformed("frame of \(size) bytes") }
     let held = state.withLock { state in
@@ -59,6 +67,22 @@ final class PeerPipeTests: XCTestCase {
       XCTAssertLessThanOrEqual(try RaftCodec.serialize(batch).count, RecordingRaftTransport.frameLimit)
     }
     XCTAssertEqual(failures.withLock { $0 }, 0)
+  }
+
+  /// Batches are encoded and sent on the node's event loop, where its connections live, not
+  /// handed to another thread.
+  func testBatchesLeaveFromTheNodesEventLoop() async throws {
+    let transport = RecordingRaftTransport()
+    let loop = MultiThreadedEventLoopGroup.singleton.next()
+    let pipe = PeerPipe(
+      peer: "b:1", loop: loop, transport: transport, limits: PeerPipeLimits(),
+      heartbeat: .milliseconds(50)
+    ) { _, _ in }
+    for index in 1...5 { await pipe.send([append(UInt64(index), bytes: 10)], clusterID: 1) }
+    try await waitUntil("5 messages delivered") { transport.delivered.count == 5 }
+    let loops = transport.sentFromLoops
+    XCTAssertFalse(loops.isEmpty)
+    XCTAssertEqual(Set(loops), [ObjectIdentifier(loop)], "a batch left from another thread")
   }
 
   /// The first batch's reply is lost (its call hangs for 5 s): the next batch leaves after

@@ -1,4 +1,6 @@
 import Dispatch
+import NIOCore
+import NIOPosix
 import Raft
 import Storage
 import Wire
@@ -240,6 +242,33 @@ final class RaftNodeTests: XCTestCase {
       let applied = try XCTUnwrap(cluster.members[id]?.stateMachine.appliedIndex)
       XCTAssertGreaterThanOrEqual(applied, leaderApplied, "\(id) read before applying")
       XCTAssertEqual(try cluster.members[id]?.stateMachine.commands().count, 10)
+    }
+    await cluster.shutdown()
+  }
+
+  /// A single voter confirms a read at once. Called from a task that prefers an event loop (as
+  /// every RPC handler is), `await node.linearizableRead` suspends before the node holds the
+  /// read; a Ready loop started before the hold took the core's answer and the read waited for
+  /// its timeout (kvd: every `get` on a one-node group).
+  func testASingleVotersReadFromAnEventLoopTaskIsAnswered() async throws {
+    let cluster = RaftTestCluster(size: 1)
+    try await cluster.startAll()
+    _ = try await cluster.waitForLeader()
+    _ = try await cluster.propose(command(1))
+    let node = try cluster.node(cluster.ids[0])
+    for attempt in 1...4 {
+      let executor = EventLoopTaskExecutor(MultiThreadedEventLoopGroup.singleton.next())
+      let write = command(1 + attempt)
+      let outcome = await Task(executorPreference: executor) { () -> String in
+        do {
+          try await node.linearizableRead(timeout: .seconds(2))
+          _ = try await node.propose(write, timeout: .seconds(2))
+          return "answered"
+        } catch {
+          return "\(error)"
+        }
+      }.value
+      XCTAssertEqual(outcome, "answered", "attempt \(attempt)")
     }
     await cluster.shutdown()
   }

@@ -50,6 +50,26 @@ final class RPCTests: XCTestCase {
     XCTAssertEqual(empty, [])
   }
 
+  /// A handler runs on its connection's event loop, and so do the nonisolated calls it makes:
+  /// a request answered by work on that loop wakes no other thread.
+  func testHandlersRunOnTheirConnectionsEventLoop() async throws {
+    var handlers = RPCHandlers()
+    handlers.register("where") { _ in
+      let onLoop = MultiThreadedEventLoopGroup.currentEventLoop != nil
+      let nestedOnLoop = await Self.onEventLoop()
+      return [onLoop ? 1 : 0, nestedOnLoop ? 1 : 0]
+    }
+    let server = try await startServer(handlers: handlers)
+    let client = makeClient()
+    let reply = try await client.call(
+      server.localAddress.description, method: "where", payload: [], timeout: .seconds(10))
+    XCTAssertEqual(reply, [1, 1], "the handler, or the call it made, left the connection's loop")
+  }
+
+  private nonisolated static func onEventLoop() async -> Bool {
+    MultiThreadedEventLoopGroup.currentEventLoop != nil
+  }
+
   func testThousandConcurrentCallsWithOutOfOrderCompletion() async throws {
     let server = try await startServer()
     let client = makeClient()

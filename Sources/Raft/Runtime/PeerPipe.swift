@@ -1,3 +1,7 @@
+import NIOCore
+import NIOPosix
+import Wire
+
 /// How a `PeerPipe` batches and paces the messages to one peer.
 public struct PeerPipeLimits: Sendable, Hashable {
   /// Most bytes (estimated) in one batch, so that no RPC frame comes near the frame limit (16
@@ -26,9 +30,14 @@ public struct PeerPipeLimits: Sendable, Hashable {
 /// `onFailure` (the node marks the peer unreachable) and its messages are dropped: Raft
 /// retransmits.
 ///
-/// Encoding and sending run in a task of each batch's own, off the node's actor.
+/// Encoding and sending run in a task of each batch's own, on the node's event loop.
 actor PeerPipe {
   let peer: NodeID
+  /// The node's event loop: the pipe's actor runs on it, and so does each batch's encoding and
+  /// send (its task prefers the loop), so a batch leaves without waking another thread.
+  private nonisolated let executor: any SerialExecutor
+  private nonisolated let taskExecutor: EventLoopTaskExecutor
+  nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
   private let transport: any RaftTransport
   private let limits: PeerPipeLimits
   private let stallAfter: Duration
@@ -49,10 +58,13 @@ actor PeerPipe {
   private var stallWatch: Task<Void, Never>?
 
   init(
-    peer: NodeID, transport: any RaftTransport, limits: PeerPipeLimits, heartbeat: Duration,
-    onFailure: @escaping @Sendable (NodeID, any Error) async -> Void
+    peer: NodeID, loop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next(),
+    transport: any RaftTransport, limits: PeerPipeLimits,
+    heartbeat: Duration, onFailure: @escaping @Sendable (NodeID, any Error) async -> Void
   ) {
     self.peer = peer
+    self.executor = loop.executor
+    self.taskExecutor = EventLoopTaskExecutor(loop)
     self.transport = transport
     self.limits = limits
     self.stallAfter = limits.stallAfter ?? heartbeat
@@ -100,7 +112,7 @@ actor PeerPipe {
     let transport = self.transport
     let peer = self.peer
     let clusterID = self.clusterID
-    Task {
+    Task(executorPreference: taskExecutor) {
       var failure: (any Error)?
       do {
         try await transport.send(batch, clusterID: clusterID, to: peer)

@@ -1,4 +1,6 @@
 import Logging
+import NIOCore
+import NIOPosix
 import Storage
 
 /// Drives a `RaftCore` with a real clock, a `LogStorage`, a `StateMachine` and a
@@ -15,6 +17,13 @@ import Storage
 /// meanwhile, so many proposals share one fsync.
 public actor RaftNode {
   public nonisolated let id: NodeID
+  /// The event loop the node runs on (its actor's executor), with its peer pipes: messages
+  /// that arrive on connections of the same loop reach the node, and its messages leave, without
+  /// waking another thread (`EventLoopTaskExecutor`). Blocking work never runs here: it goes to
+  /// `DurableState`'s and the snapshot queues.
+  private nonisolated let loop: any EventLoop
+  private nonisolated let executor: any SerialExecutor
+  public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
   private var core: RaftCore
   /// The log and the state machine, each on its own queue (persist, apply, install, compact).
   private let durable: DurableState
@@ -32,7 +41,8 @@ public actor RaftNode {
   private var identity: ClusterIdentity
   private var dropLog: DropLog
 
-  private var tickTask: Task<Void, Never>?
+  /// The tick timer, on the node's event loop, while the node runs.
+  private var clock: RepeatedTask?
   private var processing = false
   private var stopped = false
   /// Why the node stopped itself, if it did: its storage failed.
@@ -63,9 +73,13 @@ public actor RaftNode {
   public init(
     id: NodeID, options: RaftNodeOptions = RaftNodeOptions(), storage: any LogStorage,
     stateMachine: any StateMachine, transport: any RaftTransport, bootstrapVoters: [NodeID],
-    logger: Logger = Logger(label: "raft")
+    logger: Logger = Logger(label: "raft"),
+    eventLoop: (any EventLoop)? = nil
   ) throws(RaftNodeError) {
     self.id = id
+    let loop = eventLoop ?? MultiThreadedEventLoopGroup.singleton.next()
+    self.loop = loop
+    self.executor = loop.executor
     self.options = options
     self.durable = DurableState(log: storage, stateMachine: stateMachine, node: id)
     self.transport = transport
@@ -96,13 +110,13 @@ public actor RaftNode {
 
   /// Starts the clock.
   public func start() {
-    guard tickTask == nil, !stopped else { return }
-    let interval = options.tickInterval
-    tickTask = Task {
-      while !Task.isCancelled {
-        try? await Task.sleep(for: interval)
-        self.tick()
-      }
+    guard clock == nil, !stopped else { return }
+    // A timer of the node's own event loop: it fires on the loop's thread, where the node
+    // runs, so a tick wakes nothing else (a `Task.sleep` fires on a timer thread, which wakes
+    // a pool thread, which wakes the loop: BENCHMARKS.md, issue 11's context switches).
+    let interval = TimeAmount(options.tickInterval)
+    clock = loop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
+      self.assumeIsolated { $0.tick() }
     }
     logger.info(
       "raft node started",
@@ -116,8 +130,8 @@ public actor RaftNode {
   public func stop() {
     guard !stopped else { return }
     stopped = true
-    tickTask?.cancel()
-    tickTask = nil
+    clock?.cancel()
+    clock = nil
     pending.failAll(.stopped)
     for pipe in pipes.values { Task { await pipe.close() } }
     pipes.removeAll()
@@ -166,37 +180,35 @@ public actor RaftNode {
 
   /// Replicates `command` and returns the state machine's result for it.
   public func propose(_ command: [UInt8], timeout: Duration) async throws(RaftNodeError) -> [UInt8] {
-    guard !stopped else { throw .stopped }
-    guard pending.proposalBytes + command.count <= options.maxUncommittedBytes else {
-      throw .busy(
-        "\(pending.proposalBytes) bytes of proposals wait to commit (limit \(options.maxUncommittedBytes))")
+    try await request(timeout: timeout, bytes: command.count) { () throws(RaftNodeError) in
+      guard pending.proposalBytes + command.count <= options.maxUncommittedBytes else {
+        throw .busy(
+          "\(pending.proposalBytes) bytes of proposals wait to commit (limit \(options.maxUncommittedBytes))")
+      }
+      let index: UInt64
+      do throws(RaftError) {
+        index = try core.propose(command)
+      } catch {
+        throw RaftNodeError(error)
+      }
+      metrics.proposals.increment()
+      return .proposal(at: index)
     }
-    let index: UInt64
-    do {
-      index = try core.propose(command)
-    } catch {
-      throw RaftNodeError(error)
-    }
-    metrics.proposals.increment()
-    scheduleProcessing()
-    return try await waitForApply(index: index, term: core.term, timeout: timeout, bytes: command.count)
   }
 
   /// Returns once this node's state machine reflects every write committed before the call
   /// (ReadIndex): reading local state afterwards is linearizable.
   public func linearizableRead(timeout: Duration) async throws(RaftNodeError) {
-    guard !stopped else { throw .stopped }
-    nextReadID += 1
-    let readID = nextReadID
-    do {
-      try core.readIndex(context: BigEndian.bytes(readID))
-    } catch {
-      throw RaftNodeError(error)
+    _ = try await request(timeout: timeout) { () throws(RaftNodeError) in
+      nextReadID += 1
+      let readID = nextReadID
+      do throws(RaftError) {
+        try core.readIndex(context: BigEndian.bytes(readID))
+      } catch {
+        throw RaftNodeError(error)
+      }
+      return .read(id: readID)
     }
-    scheduleProcessing()
-    let request = PendingRequests.Request(
-      term: core.term, deadline: .now + timeout, complete: { _ in })
-    _ = try await waitFor(request) { pending.addRead($0, id: readID) }
   }
 
   /// Makes one membership change and waits until it is applied here.
@@ -205,16 +217,16 @@ public actor RaftNode {
   )
     async throws(RaftNodeError)
   {
-    guard !stopped else { throw .stopped }
-    let index: UInt64
-    do {
-      index = try core.proposeMembershipChange(change)
-    } catch {
-      throw RaftNodeError(error)
+    _ = try await request(timeout: timeout) { () throws(RaftNodeError) in
+      let index: UInt64
+      do throws(RaftError) {
+        index = try core.proposeMembershipChange(change)
+      } catch {
+        throw RaftNodeError(error)
+      }
+      logger.info("proposing membership change", metadata: ["change": "\(change)"])
+      return .proposal(at: index)
     }
-    logger.info("proposing membership change", metadata: ["change": "\(change)"])
-    scheduleProcessing()
-    _ = try await waitForApply(index: index, term: core.term, timeout: timeout)
   }
 
   /// Adds `peer` as a voter the safe way: as a learner first, promoted once its log has caught
@@ -519,7 +531,7 @@ public actor RaftNode {
   private func pipe(to peer: NodeID) -> PeerPipe {
     if let pipe = pipes[peer] { return pipe }
     let pipe = PeerPipe(
-      peer: peer, transport: transport, limits: options.pipe,
+      peer: peer, loop: loop, transport: transport, limits: options.pipe,
       heartbeat: options.tickInterval * options.raft.heartbeatTicks
     ) { [weak self] peer, error in
       await self?.peerFailed(peer, error)
@@ -569,24 +581,42 @@ public actor RaftNode {
 
   // MARK: - Waiting
 
-  private func waitForApply(
-    index: UInt64, term: UInt64, timeout: Duration, bytes: Int = 0
-  )
-    async throws(RaftNodeError) -> [UInt8]
-  {
-    let request = PendingRequests.Request(
-      term: term, deadline: .now + timeout, bytes: bytes, complete: { _ in })
-    return try await waitFor(request) { pending.addProposal($0, at: index) }
+  /// What a request waits for: the entry at an index to be applied, or a read to be confirmed
+  /// and its index applied.
+  private enum Awaited {
+    case proposal(at: UInt64)
+    case read(id: UInt64)
   }
 
-  /// Suspends until `request`, handed to `hold` with its completion filled in, completes.
-  private func waitFor(
-    _ request: PendingRequests.Request, hold: (PendingRequests.Request) -> Void
+  /// Starts a request and suspends until Raft answers it. `start` hands the request to the
+  /// core and says what it waits for; it runs in one actor turn with the hold
+  /// and with starting the Ready loop, inside the continuation's body.
+  ///
+  /// Why there: an `await` may suspend even when it calls this actor (it does when the caller
+  /// runs with a task executor preference), and the actor may run other jobs meanwhile. Had the
+  /// core been handed the request before such a suspension, a Ready loop running in it could
+  /// take the core's answer (a single voter confirms a read at once) before anyone waits for
+  /// it, and the caller would wait for its timeout.
+  private func request(
+    timeout: Duration, bytes: Int = 0,
+    _ start: () throws(RaftNodeError) -> Awaited
   ) async throws(RaftNodeError) -> [UInt8] {
     let result: Result<[UInt8], RaftNodeError> = await withCheckedContinuation { continuation in
-      var request = request
-      request.complete = { continuation.resume(returning: $0) }
-      hold(request)
+      guard !stopped else { return continuation.resume(returning: .failure(.stopped)) }
+      let awaited: Awaited
+      do throws(RaftNodeError) {
+        awaited = try start()
+      } catch {
+        return continuation.resume(returning: .failure(error))
+      }
+      let request = PendingRequests.Request(
+        term: core.term, deadline: .now + timeout, bytes: bytes,
+        complete: { continuation.resume(returning: $0) })
+      switch awaited {
+      case .proposal(let index): pending.addProposal(request, at: index)
+      case .read(let id): pending.addRead(request, id: id)
+      }
+      scheduleProcessing()
     }
     return try result.get()
   }

@@ -197,7 +197,7 @@ final class RPCServerCore: Sendable {
   /// requests as `limits` allow. `work` calls the closure it is given once its reply is ready
   /// and before writing it: from then on the request no longer counts against the limits.
   func spawn(
-    on channel: ObjectIdentifier,
+    on channel: ObjectIdentifier, executor: EventLoopTaskExecutor? = nil,
     _ work: @escaping @Sendable (_ replyReady: @escaping @Sendable () -> Void) async -> Void
   ) -> Result<Void, Refusal> {
     let limits = configuration.limits
@@ -223,7 +223,7 @@ final class RPCServerCore: Sendable {
       }
       // Created inside the lock so that the task's own removal (which takes the lock) cannot run
       // before its insertion.
-      state.tasks[id] = Task { [self] in
+      state.tasks[id] = Task(executorPreference: executor) { [self] in
         await work(stopCounting)
         stopCounting()
         self.state.withLock { state in _ = state.tasks.removeValue(forKey: id) }

@@ -14,9 +14,15 @@ final class RPCServerHandler: ChannelInboundHandler {
   /// Set once the connection is being closed because of a protocol error, so that the errors
   /// NIO reports for the same stream afterwards are not answered again.
   private var isClosing = false
+  /// Handlers run on the connection's event loop (see `EventLoopTaskExecutor`).
+  private var executor: EventLoopTaskExecutor?
 
   init(core: RPCServerCore) {
     self.core = core
+  }
+
+  func handlerAdded(context: ChannelHandlerContext) {
+    executor = EventLoopTaskExecutor(context.eventLoop)
   }
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -33,7 +39,7 @@ final class RPCServerHandler: ChannelInboundHandler {
     let method = envelope.method
     let payload = [UInt8](envelope.payload)
     let core = self.core
-    let spawned = core.spawn(on: ObjectIdentifier(channel)) { replyReady in
+    let spawned = core.spawn(on: ObjectIdentifier(channel), executor: executor) { replyReady in
       let reply: Shardkv_Envelope
       switch await core.handlers.dispatch(method: method, payload: payload) {
       case .success(let payload):
