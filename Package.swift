@@ -36,16 +36,27 @@ let package = Package(
     // The one seeded random number generator: a leaf with no dependencies, so that both Wire
     // and the pure Raft core can use it (and re-export it).
     .target(name: "Seeded"),
+    // No NIOSSL here: every fuzz target reaches Wire, and scripts/fuzz.sh would compile
+    // BoringSSL again, instrumented. TLS is WireTLS, plugged into Wire's configurations.
     .target(
       name: "Wire",
       dependencies: [
         "Seeded",
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
-        .product(name: "NIOSSL", package: "swift-nio-ssl"),
-        .product(name: "NIOTLS", package: "swift-nio"),
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         .product(name: "Logging", package: "swift-log"),
+      ]
+    ),
+    // ServerTLS and ClientTLS (swift-nio-ssl) for RPCServer and RPCClient: kvd, kvctl and
+    // WireTLSTests depend on it, no library and no fuzz target does.
+    .target(
+      name: "WireTLS",
+      dependencies: [
+        "Wire",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        .product(name: "NIOTLS", package: "swift-nio"),
       ]
     ),
     .target(
@@ -96,7 +107,7 @@ let package = Package(
     .executableTarget(
       name: "kvd",
       dependencies: [
-        "Router", "ShardKV", "ShardCtrler", "Raft", "Wire", "Storage", "ClusterConfig",
+        "Router", "ShardKV", "ShardCtrler", "Raft", "Wire", "WireTLS", "Storage", "ClusterConfig",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "CoreMetrics", package: "swift-metrics"),
         .product(name: "Prometheus", package: "swift-prometheus"),
@@ -108,7 +119,7 @@ let package = Package(
     .executableTarget(
       name: "kvctl",
       dependencies: [
-        "Router", "ShardKV", "ShardCtrler", "Raft", "Wire", "ClusterConfig",
+        "Router", "ShardKV", "ShardCtrler", "Raft", "Wire", "WireTLS", "ClusterConfig",
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -129,7 +140,8 @@ let package = Package(
     // `-sanitize=fuzzer,address -DFUZZING`; the ordinary build makes a replayer of fuzz inputs.
     .executableTarget(name: "RESPFuzz", dependencies: ["RESP"], path: "Sources/Fuzz/RESPFuzz"),
     // libFuzzer targets for hostile peer input, built the same way: the Raft codec, validator
-    // and core step (RaftFuzz); the RPC frame decoder (FrameFuzz).
+    // and core step (RaftFuzz); the RPC frame decoder (FrameFuzz). Like HandlerFuzz they reach
+    // Wire but not WireTLS, so their instrumented builds do not compile BoringSSL.
     .executableTarget(name: "RaftFuzz", dependencies: ["Raft"], path: "Sources/Fuzz/RaftFuzz"),
     // Every protobuf request handler of a KV group's and a controller's API and peer addresses.
     .executableTarget(
@@ -148,6 +160,7 @@ let package = Package(
     .testTarget(name: "ClusterConfigTests", dependencies: ["ClusterConfig"]),
     .testTarget(name: "StorageTests", dependencies: ["Storage"]),
     .testTarget(name: "WireTests", dependencies: ["Wire"]),
+    .testTarget(name: "WireTLSTests", dependencies: ["Wire", "WireTLS"]),
     .testTarget(name: "RaftTests", dependencies: ["Raft"]),
     .testTarget(name: "RaftRuntimeTests", dependencies: ["Raft", "Storage", "Wire"]),
     .testTarget(name: "ShardCtrlerTests", dependencies: ["ShardCtrler", "Raft", "Storage", "Wire"]),

@@ -1,4 +1,5 @@
 import Wire
+import WireTLS
 
 /// kvctl's TLS flags: `--cacert FILE` (verify the server against this CA; implies TLS) and
 /// `--cert FILE --key FILE` (present this client certificate, for servers started with

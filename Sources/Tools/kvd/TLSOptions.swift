@@ -1,6 +1,7 @@
 import ArgumentParser
 import Logging
 import Wire
+import WireTLS
 
 /// kvd's TLS flags (etcd's names) and the two transports they make.
 ///

@@ -20,8 +20,9 @@ extension Shardkv_Envelope {
     return envelope
   }
 
-  /// A failed reply to request `id` (0: about the connection as a whole).
-  static func error(id: UInt64, code: RemoteErrorCode, message: String) -> Self {
+  /// A failed reply to request `id` (0: about the connection as a whole). Package-wide: WireTLS
+  /// refuses a plain-TCP client with one.
+  package static func error(id: UInt64, code: RemoteErrorCode, message: String) -> Self {
     var envelope = Self()
     envelope.requestID = id
     envelope.kind = .error

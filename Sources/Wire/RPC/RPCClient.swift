@@ -24,8 +24,9 @@ public final class RPCClient: Sendable {
     /// The largest request and reply body sent or accepted.
     public var maximumFrameSize: Int
     public var logger: Logger
-    /// TLS for every connection (nil: plain TCP); see `ClientTLS`.
-    public var tls: ClientTLS?
+    /// TLS for every connection (nil: plain TCP): WireTLS's `ClientTLS`; see
+    /// `ClientChannelSecurity`.
+    public var tls: (any ClientChannelSecurity)?
 
     public init(
       connectionsPerPeer: Int = 2,
@@ -34,7 +35,7 @@ public final class RPCClient: Sendable {
       maximumBackoff: Duration = .seconds(2),
       maximumFrameSize: Int = Frame.defaultMaximumSize,
       logger: Logger = Logger(label: "shardkv.wire.client"),
-      tls: ClientTLS? = nil
+      tls: (any ClientChannelSecurity)? = nil
     ) {
       self.connectionsPerPeer = max(1, connectionsPerPeer)
       self.connectTimeout = connectTimeout

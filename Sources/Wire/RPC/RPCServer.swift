@@ -19,12 +19,13 @@ public final class RPCServer: Sendable {
     public var logger: Logger
     /// Connections, idle time and requests in flight (see `ConnectionLimits`).
     public var limits = ConnectionLimits()
-    /// TLS for every connection (nil: plain TCP); see `ServerTLS`.
-    public var tls: ServerTLS?
+    /// TLS for every connection (nil: plain TCP): WireTLS's `ServerTLS`; see
+    /// `ServerChannelSecurity`.
+    public var tls: (any ServerChannelSecurity)?
 
     public init(
       maximumFrameSize: Int = Frame.defaultMaximumSize, backlog: Int32 = 256,
-      logger: Logger = Logger(label: "shardkv.wire.server"), tls: ServerTLS? = nil
+      logger: Logger = Logger(label: "shardkv.wire.server"), tls: (any ServerChannelSecurity)? = nil
     ) {
       self.maximumFrameSize = maximumFrameSize
       self.backlog = backlog

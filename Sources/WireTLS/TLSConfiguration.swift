@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOSSL
+import Wire
 
 /// A certificate (PEM, leaf first, optionally followed by intermediates) and its private key
 /// (PEM): what one side of a TLS connection presents.
@@ -54,7 +55,7 @@ public enum TLSSetupError: Error, Sendable, Hashable, CustomStringConvertible {
 /// certificate against its address (clients dial from any port and, behind NAT, any address).
 /// A connection whose first byte is not a TLS handshake record gets one plain ERROR frame
 /// saying that TLS is required, so that a plain-TCP client fails with a clear reason.
-public struct ServerTLS: Sendable {
+public struct ServerTLS: ServerChannelSecurity {
   let context: NIOSSLContext
   /// Whether clients must present a certificate signed by the CA.
   public let requiresClientCertificate: Bool
@@ -92,7 +93,9 @@ public struct ServerTLS: Sendable {
   }
 
   /// Adds the TLS handlers in front of a new server connection's pipeline.
-  func addHandlers(to pipeline: ChannelPipeline.SynchronousOperations, listening address: String) throws {
+  public func addHandlers(
+    to pipeline: ChannelPipeline.SynchronousOperations, listening address: String
+  ) throws {
     try pipeline.addHandlers([
       PlaintextRefusal(address: address),
       NIOSSLServerHandler(context: context),
@@ -104,7 +107,7 @@ public struct ServerTLS: Sendable {
 /// system's roots when nil) and the address it dialled — an IP address must appear as an IP
 /// subject alternative name, a host name as a DNS one — and presents `identity`, when given,
 /// to servers that ask for a client certificate.
-public struct ClientTLS: Sendable {
+public struct ClientTLS: ClientChannelSecurity {
   let context: NIOSSLContext
 
   /// Loads the files now.
@@ -134,7 +137,7 @@ public struct ClientTLS: Sendable {
 
   /// Adds the TLS handlers in front of a new client connection's pipeline; `handshake`
   /// completes once the handshake has (or fails with the reason it has not).
-  func addHandlers(
+  public func addHandlers(
     to pipeline: ChannelPipeline.SynchronousOperations, host: String, port: Int, connectTimeout: Duration,
     handshake: EventLoopPromise<Void>
   ) throws {

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOSSL
 import NIOTLS
+import Wire
 
 /// The first handler of a TLS server connection: looks at the first byte the client sends. A
 /// TLS client starts with a handshake record (content type 22); anything else is a plain-TCP

@@ -1,7 +1,7 @@
 import Foundation
+import Wire
+import WireTLS
 import XCTest
-
-@testable import Wire
 
 /// RPCs over TLS on loopback, with certificates made by scripts/make-certs.sh (openssl).
 final class TLSTests: XCTestCase {
